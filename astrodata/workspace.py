@@ -1,0 +1,200 @@
+"""The workspace: one folder holding `catalog.duckdb` and every output of a build.
+
+The catalog is the user-facing record of what happened (runs, papers, documents, errors,
+generation requests, costs); people query it with SQL, so column names are meant to be read.
+DuckDB allows one writing process per file: worker processes compute, the parent writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+DEFAULT_WORKDIR = Path("astrodata-work")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      VARCHAR PRIMARY KEY,
+    command     VARCHAR NOT NULL,
+    config      JSON,
+    started_at  TIMESTAMP NOT NULL,
+    ended_at    TIMESTAMP,
+    status      VARCHAR NOT NULL,          -- running | done | failed
+    counts      JSON
+);
+CREATE TABLE IF NOT EXISTS papers (
+    arxiv_id          VARCHAR PRIMARY KEY, -- bare id without version, e.g. 2401.01234 or astro-ph/0601001
+    latest_version    INTEGER,
+    versions          JSON,                -- [{"version": 1, "date": "...", "size": "..."}]
+    title             VARCHAR,
+    authors           VARCHAR[],
+    abstract          VARCHAR,
+    categories        VARCHAR[],
+    primary_category  VARCHAR,
+    doi               VARCHAR,
+    journal_ref       VARCHAR,
+    license           VARCHAR,
+    comments          VARCHAR,
+    published         DATE,
+    updated           DATE,
+    harvested_from    VARCHAR,             -- api | oai-arXiv | oai-arXivRaw | snapshot
+    harvested_at      TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id          VARCHAR PRIMARY KEY,   -- e.g. arxiv:2401.01234v2
+    source          VARCHAR NOT NULL,      -- arxiv | wikipedia | textbook
+    source_id       VARCHAR NOT NULL,
+    stage           VARCHAR NOT NULL,      -- last stage reached
+    status          VARCHAR NOT NULL,      -- done | error | skipped | dropped
+    run_id          VARCHAR,
+    words           BIGINT,
+    n_tokens        BIGINT,
+    residue_per_1k  DOUBLE,
+    macros_expanded INTEGER,
+    missing_inputs  VARCHAR[],
+    encoding        VARCHAR,
+    seconds         DOUBLE,
+    error           VARCHAR,
+    details         JSON,
+    updated_at      TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS errors (
+    run_id   VARCHAR,
+    doc_id   VARCHAR,
+    stage    VARCHAR NOT NULL,
+    reason   VARCHAR NOT NULL,
+    detail   VARCHAR,
+    logged_at TIMESTAMP NOT NULL
+);
+"""
+
+DOCUMENT_COLUMNS = (
+    "source", "source_id", "stage", "status", "run_id", "words", "n_tokens", "residue_per_1k",
+    "macros_expanded", "missing_inputs", "encoding", "seconds", "error", "details",
+)
+
+
+SECRET_WORDS = ("key", "token", "secret", "password", "authorization")
+
+
+def redact(config: dict[str, Any]) -> dict[str, Any]:
+    """Drop secret-looking values so API keys and Hub tokens never reach the catalog."""
+    return {
+        k: ("<redacted>" if any(w in k.lower() for w in SECRET_WORDS) and v else
+            redact(v) if isinstance(v, dict) else v)
+        for k, v in config.items()
+    }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Workspace:
+    """A work folder and its DuckDB catalog. Every path a stage writes comes from `path()`."""
+
+    def __init__(self, root: str | os.PathLike = DEFAULT_WORKDIR):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.catalog_path = self.root / "catalog.duckdb"
+        self.con = duckdb.connect(str(self.catalog_path))
+        self.con.execute(SCHEMA)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the workspace; refuses anything that would land outside it."""
+        p = (self.root.joinpath(*parts)).resolve()
+        if p != self.root and self.root not in p.parents:
+            raise ValueError(f"path escapes the workspace: {'/'.join(parts)}")
+        return p
+
+    # -- runs ---------------------------------------------------------------------------
+    @contextmanager
+    def run(self, command: str, config: dict[str, Any] | None = None) -> Iterator[Run]:
+        """Record a run from start to end; the body fills `run.counts`."""
+        run = Run(self, command, config or {})
+        try:
+            yield run
+        except BaseException:
+            run.finish("failed")
+            raise
+        run.finish("done")
+
+    # -- documents and errors -----------------------------------------------------------
+    def upsert_document(self, doc_id: str, **fields: Any) -> None:
+        unknown = set(fields) - set(DOCUMENT_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown document columns: {sorted(unknown)}")
+        if "details" in fields and not isinstance(fields["details"], str | None):
+            fields["details"] = json.dumps(fields["details"], default=str)
+        cols = ["doc_id", *fields, "updated_at"]
+        values = [doc_id, *fields.values(), _now()]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
+        self.con.execute(
+            f"INSERT INTO documents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT (doc_id) DO UPDATE SET {updates}",
+            values,
+        )
+
+    def document_status(self, doc_id: str) -> str | None:
+        row = self.con.execute("SELECT status FROM documents WHERE doc_id = ?", [doc_id]).fetchall()
+        return row[0][0] if row else None
+
+    def done_documents(self, stage: str) -> set[str]:
+        rows = self.con.execute(
+            "SELECT doc_id FROM documents WHERE stage = ? AND status IN ('done', 'error', 'skipped', 'dropped')",
+            [stage],
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def record_error(
+        self, doc_id: str | None, stage: str, reason: str, detail: str = "", run_id: str | None = None
+    ) -> None:
+        self.con.execute(
+            "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?)",
+            [run_id, doc_id, stage, reason, detail[:2000], _now()],
+        )
+
+    def errors(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT run_id, doc_id, stage, reason, detail FROM errors"
+        rows = self.con.execute(q + (" WHERE run_id = ?" if run_id else ""), [run_id] if run_id else []).fetchall()
+        return [dict(zip(("run_id", "doc_id", "stage", "reason", "detail"), r, strict=True)) for r in rows]
+
+
+class Run:
+    """One command invocation as recorded in the `runs` table."""
+
+    def __init__(self, ws: Workspace, command: str, config: dict[str, Any]):
+        self.ws = ws
+        self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.counts: dict[str, Any] = {}
+        ws.con.execute(
+            "INSERT INTO runs (run_id, command, config, started_at, status) VALUES (?, ?, ?, ?, 'running')",
+            [self.run_id, command, json.dumps(redact(config), default=str), _now()],
+        )
+
+    def finish(self, status: str) -> None:
+        self.ws.con.execute(
+            "UPDATE runs SET ended_at = ?, status = ?, counts = ? WHERE run_id = ?",
+            [_now(), status, json.dumps(self.counts, default=str), self.run_id],
+        )
+
+    def error(self, doc_id: str | None, stage: str, reason: str, detail: str = "") -> None:
+        self.ws.record_error(doc_id, stage, reason, detail, run_id=self.run_id)
