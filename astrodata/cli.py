@@ -51,5 +51,36 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable
     return decorate
 
 
+@command("build-corpus")
+def build_corpus_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Output dataset folder (HF layout: data/*.parquet).")],
+    eprints: Annotated[list[Path], typer.Option("--eprints", help="Folder of e-prints or arXiv bulk tars; repeatable.")],
+    workdir: WorkdirOpt = Path("astrodata-work"),
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    timeout: Annotated[float, typer.Option(help="Per-document wall-clock limit, seconds.")] = 120.0,
+    limit: Annotated[int | None, typer.Option(help="Take only the first N documents.")] = None,
+    shard: Annotated[str | None, typer.Option(help="Run only shard K/N of phase 1 (e.g. 2/8); merge later.")] = None,
+    bbl: Annotated[str, typer.Option(help="Bibliography .bbl: inline | drop.")] = "inline",
+    citations: Annotated[str, typer.Option(help="Citations: marker | keys | drop.")] = "marker",
+) -> None:
+    """Build the corpus dataset from arXiv e-prints (resumable: re-run to continue)."""
+    from astrodata.corpus import CorpusOptions, build_corpus, parse_shard
+
+    opts = CorpusOptions(out=out, eprints=eprints, workers=workers, timeout_s=timeout, limit=limit,
+                         shard=parse_shard(shard) if shard else None, bbl=bbl, citations=citations)
+    summary = build_corpus(workdir, opts)
+    if opts.shard is None:
+        from cards.render import write_corpus_card
+
+        write_corpus_card(out)
+    console.print(
+        f"build-corpus: {summary['seen']} documents, {summary['extracted']} extracted, "
+        f"{summary['failed']} failed (reasons in {workdir}/catalog.duckdb table errors), "
+        f"{summary['skipped_already_done']} already done"
+        + (f"; wrote {summary['output']['documents']} documents to {out}" if "output" in summary else ""),
+        highlight=False,
+    )
+
+
 if __name__ == "__main__":
     app()
