@@ -1,0 +1,218 @@
+"""Decontamination: drop or redact training documents that share 13-grams with benchmark questions.
+
+Both sides are tokenised by `astrodata.textnorm.words` (NFKC, lowercase, punctuation stripped).
+Each benchmark becomes a sorted numpy array of 64-bit n-gram hashes, and a document is checked
+with one `np.searchsorted` over all its n-gram hashes: no Python loop per n-gram, so a check
+costs about as much as tokenising the document.
+
+A question shorter than n words is matched as a whole (its full word sequence), provided it has
+at least `min_words` words; shorter ones are too generic to look for and are counted as skipped.
+Each benchmark item contributes its question alone and its question followed by its options, so
+both a bare question and a copied MCQ block are found.
+
+Benchmark files: MCQ files go through `astrodata.mcq.load_mcqs` (AstroMLab-1 Parquet/CSV/JSONL,
+MMLU-style CSV with or without header); a JSONL/JSON file whose records have no options is read
+as free questions from its `question`, `prompt` or `text` field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrodata.mcq import LETTERS, MCQError, load_mcqs
+from astrodata.textnorm import ngram_hashes, token_hashes, word_spans, words
+
+QUESTION_FIELDS = ("question", "prompt", "text")
+MODES = ("drop", "redact")
+
+
+def _contains(sorted_hashes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Vectorised membership test against a sorted array."""
+    if len(sorted_hashes) == 0 or len(values) == 0:
+        return np.zeros(len(values), dtype=bool)
+    idx = np.searchsorted(sorted_hashes, values)
+    idx[idx == len(sorted_hashes)] = 0
+    return sorted_hashes[idx] == values
+
+
+@dataclass
+class BenchmarkIndex:
+    """The hashed word n-grams of one benchmark's texts, by n-gram length."""
+
+    name: str
+    n: int
+    grams: dict[int, np.ndarray]  # length -> sorted unique n-gram hashes
+    items: int = 0
+    skipped: int = 0  # texts shorter than min_words
+
+    @classmethod
+    def from_texts(cls, name: str, texts: Iterable[str], n: int = 13, min_words: int = 8) -> BenchmarkIndex:
+        parts: dict[int, list[np.ndarray]] = {}
+        items = skipped = 0
+        for text in texts:
+            items += 1
+            th = token_hashes(words(text))
+            if len(th) < min(n, min_words):
+                skipped += 1
+                continue
+            length = min(n, len(th))
+            parts.setdefault(length, []).append(ngram_hashes(th, length))
+        grams = {length: np.unique(np.concatenate(p)) for length, p in parts.items()}
+        return cls(name=name, n=n, grams=grams, items=items, skipped=skipped)
+
+    def covered(self, hashes: np.ndarray) -> np.ndarray:
+        """Boolean mask over a document's tokens: True where a matching n-gram covers the token."""
+        delta = np.zeros(len(hashes) + 1, dtype=np.int32)
+        for length, grams in self.grams.items():
+            starts = np.flatnonzero(_contains(grams, ngram_hashes(hashes, length)))
+            delta[starts] += 1
+            delta[starts + length] -= 1
+        return np.cumsum(delta[:-1]) > 0
+
+
+def _item_texts(question: str, options: Iterable[str]) -> list[str]:
+    opts = [o for o in options if o]
+    return [question, " ".join([question, *opts])] if opts else [question]
+
+
+def load_benchmark(path: str | os.PathLike, name: str | None = None, n: int = 13,
+                   min_words: int = 8) -> BenchmarkIndex:
+    """Index one benchmark file (MCQs through `astrodata.mcq`, or a JSONL of free questions)."""
+    path = Path(path)
+    name = name or path.stem
+    if path.suffix.lower() in (".jsonl", ".json") and not _has_options(path):
+        texts = [t for q in _free_questions(path) for t in _item_texts(q, [])]
+        return BenchmarkIndex.from_texts(name, texts, n=n, min_words=min_words)
+    mcqs = load_mcqs(path)
+    texts = [t for q in mcqs for t in _item_texts(q.question, q.options)]
+    index = BenchmarkIndex.from_texts(name, texts, n=n, min_words=min_words)
+    index.items = len(mcqs)
+    return index
+
+
+def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        yield from enumerate(json.loads(text), start=1)
+        return
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise MCQError(f"{path}: row {line_no}: invalid JSON ({exc.msg})") from exc
+
+
+def _has_options(path: Path) -> bool:
+    """Whether the JSON records look like MCQs (options A-D or a choices list)."""
+    for _, record in _json_rows(path):
+        if isinstance(record, dict):
+            keys = {str(k).lower() for k in record}
+            return bool(keys & {"choices", *(c.lower() for c in LETTERS)})
+    return False
+
+
+def _free_questions(path: Path) -> list[str]:
+    out = []
+    for row_no, record in _json_rows(path):
+        value = next((record.get(f) for f in QUESTION_FIELDS if isinstance(record, dict) and record.get(f)), None)
+        if not isinstance(value, str) or not value.strip():
+            raise MCQError(f"{path}: row {row_no}: no non-empty {'/'.join(QUESTION_FIELDS)} field")
+        out.append(value)
+    if not out:
+        raise MCQError(f"{path}: empty file (no questions)")
+    return out
+
+
+@dataclass
+class DecontamStats:
+    docs: int = 0
+    clean: int = 0
+    dropped: int = 0
+    redacted: int = 0
+    per_benchmark: dict[str, int] = field(default_factory=dict)  # documents matching each benchmark
+    tokens_redacted: int = 0
+
+
+class Decontaminator:
+    """Checks documents against benchmark indexes; drops them or redacts the matched spans."""
+
+    def __init__(self, indexes: list[BenchmarkIndex], mode: str = "drop", redact_with: str = " "):
+        if mode not in MODES:
+            raise ValueError(f"decontamination mode must be one of {MODES}, got {mode!r}")
+        self.indexes = indexes
+        self.mode = mode
+        self.redact_with = redact_with
+        self.stats = DecontamStats(per_benchmark={ix.name: 0 for ix in indexes})
+
+    @classmethod
+    def from_files(cls, paths: Iterable[str | os.PathLike], mode: str = "drop", n: int = 13,
+                   min_words: int = 8, redact_with: str = " ") -> Decontaminator:
+        """Index each benchmark file (named after its file stem) and check against all of them."""
+        return cls([load_benchmark(p, n=n, min_words=min_words) for p in paths], mode, redact_with)
+
+    def matches(self, text: str) -> dict[str, int]:
+        """Benchmark name -> number of the document's tokens covered by its n-grams (non-zero only)."""
+        th = token_hashes(words(text))
+        found = {}
+        for ix in self.indexes:
+            covered = int(ix.covered(th).sum())
+            if covered:
+                found[ix.name] = covered
+        return found
+
+    def apply(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The document unchanged when clean, redacted, or None when dropped."""
+        self.stats.docs += 1
+        text = doc["text"]
+        found = self.matches(text)
+        if not found:
+            self.stats.clean += 1
+            return dict(doc)
+        for name in found:
+            self.stats.per_benchmark[name] += 1
+        if self.mode == "redact":
+            redacted, n_tokens = self._redact(text)
+            if n_tokens:
+                self.stats.redacted += 1
+                self.stats.tokens_redacted += n_tokens
+                return {**doc, "text": redacted}
+        # drop mode, or the rare text whose per-token normalisation hides the match from redaction
+        self.stats.dropped += 1
+        return None
+
+    def _redact(self, text: str) -> tuple[str, int]:
+        spans = word_spans(text)
+        th = token_hashes([tok for tok, _, _ in spans])
+        mask = np.zeros(len(spans), dtype=bool)
+        for ix in self.indexes:
+            mask |= ix.covered(th)
+        if not mask.any():
+            return text, 0
+        pieces, pos, i = [], 0, 0
+        while i < len(spans):
+            if not mask[i]:
+                i += 1
+                continue
+            j = i
+            while j + 1 < len(spans) and mask[j + 1]:
+                j += 1
+            pieces += [text[pos : spans[i][1]], self.redact_with]
+            pos = spans[j][2]
+            i = j + 1
+        pieces.append(text[pos:])
+        return "".join(pieces), int(mask.sum())
+
+    def run(self, docs: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Stream documents through `apply`, yielding those that remain."""
+        for doc in docs:
+            out = self.apply(doc)
+            if out is not None:
+                yield out
