@@ -172,7 +172,9 @@ def extract(ws: Workspace, opts: CorpusOptions, run: Run) -> None:
     out_dir = ws.path("extracted")
     failed_before = ws.con.execute(
         "SELECT doc_id FROM documents WHERE stage = ? AND status <> 'done'", [EXTRACT_STAGE]).fetchall()
-    done = existing_ids(out_dir) | {r[0] for r in failed_before}
+    done = {r[0] for r in failed_before}
+    for folder in extracted_folders(ws):
+        done |= existing_ids(folder)
     tasks = [t for t in arxiv_tasks(opts.eprints) if in_shard(t.doc_id, opts.shard)]
     if opts.limit is not None:
         tasks = tasks[: opts.limit]
@@ -218,10 +220,33 @@ def extract(ws: Workspace, opts: CorpusOptions, run: Run) -> None:
         mark_flushed(writer.flush())
 
 
+def extracted_folders(ws: Workspace) -> list[Path]:
+    """This workspace's extracted shards plus those of `--shard K/N` runs beneath it."""
+    return [ws.path("extracted"), *sorted((ws.root / "shards").glob("*-of-*/extracted"))]
+
+
+def merge_shard_catalogs(ws: Workspace) -> int:
+    """Fold the catalogs of `--shard K/N` runs into this one (idempotent); returns how many."""
+    catalogs = sorted((ws.root / "shards").glob("*-of-*/catalog.duckdb"))
+    for i, path in enumerate(catalogs):
+        alias = f"shard{i}"
+        ws.con.execute(f"ATTACH '{path}' AS {alias} (READ_ONLY)")
+        try:
+            ws.con.execute(f"INSERT OR REPLACE INTO documents SELECT * FROM {alias}.documents")
+            ws.con.execute(f"INSERT OR IGNORE INTO runs SELECT * FROM {alias}.runs")
+            ws.con.execute(
+                f"INSERT INTO errors SELECT * FROM {alias}.errors e WHERE NOT EXISTS (SELECT 1 FROM errors x "
+                "WHERE x.run_id IS NOT DISTINCT FROM e.run_id AND x.doc_id IS NOT DISTINCT FROM e.doc_id "
+                "AND x.stage = e.stage AND x.reason = e.reason)")
+        finally:
+            ws.con.execute(f"DETACH {alias}")
+    return len(catalogs)
+
+
 # -- phase 2: finalize -----------------------------------------------------------------------
 def finalize(ws: Workspace, opts: CorpusOptions) -> dict[str, Any]:
     """Write the output dataset afresh from every extracted shard, then its stats."""
-    sources = [ws.path("extracted"), *sorted((ws.root / "shards").glob("*-of-*/extracted"))]
+    sources = extracted_folders(ws)
     tmp = opts.out.with_name(opts.out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     seen: set[str] = set()
@@ -252,6 +277,8 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
     ws = Workspace(shard_workspace(Path(workdir), opts.shard))
     try:
         with ws.run("build-corpus", {k: str(v) for k, v in vars(opts).items()}) as run:
+            if opts.shard is None:
+                run.counts["shard_catalogs_merged"] = merge_shard_catalogs(ws)
             extract(ws, opts, run)
             if opts.shard is None:
                 run.counts["output"] = finalize(ws, opts)

@@ -1,0 +1,169 @@
+"""End-to-end build-corpus: fixtures, real papers, hostile e-prints, SIGKILL + resume, shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from conftest import FIXTURES, ROOT, shared
+
+from astrodata.corpus import CorpusOptions, build_corpus, in_shard, parse_shard
+from astrodata.shards import read_rows
+
+EPRINTS = FIXTURES / "eprints"
+CORPUS_COLUMNS = {"id", "source", "source_id", "title", "text", "n_tokens", "license", "url", "date"}
+
+
+def cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "astrodata.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def rows(out: Path) -> list[dict]:
+    return list(read_rows(out))
+
+
+def catalog(workdir: Path, query: str) -> list[tuple]:
+    con = duckdb.connect(str(workdir / "catalog.duckdb"), read_only=True)
+    try:
+        return con.execute(query).fetchall()
+    finally:
+        con.close()
+
+
+def test_fixture_build_through_cli(tmp_path):
+    res = cli("build-corpus", "--eprints", str(EPRINTS), "--out", "corpus", "--workdir", "work", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "3 extracted" in res.stderr
+    out = tmp_path / "corpus"
+    docs = {r["source_id"]: r for r in rows(out)}
+    assert set(docs) == {"2401.00001v1", "2402.00002v2", "2403.00003v1"}
+    assert set(pq.read_schema(next((out / "data").glob("*.parquet"))).names) >= CORPUS_COLUMNS
+    dwarf = docs["2401.00001v1"]["text"]
+    assert "\\mathrm{M}_\\odot" in dwarf and "\\msun" not in dwarf  # macro uses expanded inside math
+    assert "dark-matter halo of modest mass" in dwarf  # a macro with an argument
+    assert "must not reach the output" not in dwarf  # comments stripped
+    assert "Example University" not in dwarf  # affiliation block out of the text
+    assert "## Introduction" in dwarf or "# Introduction" in dwarf
+    ring = docs["2403.00003v1"]["text"]
+    assert "M_{\\rm f}" in ring and "damped sinusoid" in ring and "62" in ring  # \input and \include flattened
+    missing = catalog(tmp_path / "work", "SELECT missing_inputs FROM documents WHERE source_id = '2403.00003v1'")
+    assert any("missing_section" in m for m in missing[0][0])
+    assert (out / "README.md").read_text().count("arxiv") >= 1
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["documents"] == 3
+    # Loadable as a Hugging Face dataset, exactly as the contract says.
+    from datasets import load_dataset
+
+    ds = load_dataset("parquet", data_dir=str(out / "data"), split="train")
+    assert ds.num_rows == 3 and CORPUS_COLUMNS <= set(ds.column_names)
+
+    again = cli("build-corpus", "--eprints", str(EPRINTS), "--out", "corpus", "--workdir", "work", cwd=tmp_path)
+    assert again.returncode == 0 and "3 already done" in again.stderr
+    assert sorted(r["id"] for r in rows(out)) == sorted(f"arxiv:{k}" for k in docs)
+
+
+def test_missing_eprints_folder_is_one_line_error(tmp_path):
+    res = cli("build-corpus", "--eprints", "nope", "--out", "c", "--workdir", "w", cwd=tmp_path)
+    assert res.returncode == 1
+    assert "nope" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_shard_runs_then_merge(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    for k in (1, 2):
+        build_corpus(work, CorpusOptions(out=out, eprints=[EPRINTS], workers=1, shard=(k, 2), progress=False))
+    assert not out.exists()  # shard runs only extract
+    summary = build_corpus(work, CorpusOptions(out=out, eprints=[EPRINTS], workers=1, progress=False))
+    assert summary["shard_catalogs_merged"] == 2 and summary["extracted"] == 0  # nothing left to redo
+    assert len(rows(out)) == 3
+    assert catalog(work, "SELECT count(*) FROM documents WHERE status = 'done'") == [(3,)]
+
+
+def test_shard_assignment_is_a_partition():
+    ids = [f"arxiv:{i}" for i in range(500)]
+    owners = [sum(in_shard(i, (k, 4)) for k in range(1, 5)) for i in ids]
+    assert owners == [1] * 500
+    assert parse_shard("2/8") == (2, 8)
+    with pytest.raises(ValueError, match="K/N"):
+        parse_shard("9/8")
+
+
+def test_sigkill_mid_run_then_resume_is_exactly_once(tmp_path):
+    """Kill -9 the build after its first shard lands; the re-run completes with no loss or duplicate."""
+    src = tmp_path / "eprints"
+    src.mkdir()
+    tex = (EPRINTS / "2402.00002v2.tex").read_text()
+    n = 60
+    for i in range(n):
+        (src / f"2405.{i:05d}v1.tex").write_text(tex.replace("Cool Giant Stars", f"Cool Giant Stars {i}"))
+    args = [sys.executable, "-c",
+            "from astrodata.corpus import CorpusOptions, build_corpus; from pathlib import Path; "
+            f"build_corpus(Path('work'), CorpusOptions(out=Path('out'), eprints=[Path('{src}')], workers=1, "
+            "flush_every=4, progress=False))"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            start_new_session=True)
+    extracted = tmp_path / "work" / "extracted" / "data"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(extracted.glob("*.parquet"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(extracted.glob("*.parquet")))
+    assert 2 <= done_before < n / 4, "the kill should land mid-run"
+    assert not (tmp_path / "out").exists()
+
+    summary = build_corpus(tmp_path / "work", CorpusOptions(out=tmp_path / "out", eprints=[src], workers=1,
+                                                            progress=False))
+    assert summary["skipped_already_done"] >= 8
+    ids = [r["id"] for r in rows(tmp_path / "out")]
+    assert len(ids) == len(set(ids)) == n
+
+
+def test_hostile_eprints_are_recorded_and_contained(tmp_path):
+    from hostile import make_hostile_eprints
+
+    hostile = tmp_path / "sandbox" / "hostile"
+    hostile.mkdir(parents=True)
+    expected = make_hostile_eprints(hostile)
+    assert len(expected) >= 50
+    before = {p for p in tmp_path.rglob("*")}
+    res = cli("build-corpus", "--eprints", str(hostile), "--out", "sandbox/out", "--workdir", "sandbox/work",
+              "--timeout", "20", cwd=tmp_path, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "failed" in res.stderr  # the one-line summary
+    new = {p for p in tmp_path.rglob("*")} - before
+    outside = [p for p in new if not p.is_relative_to(tmp_path / "sandbox" / "out")
+               and not p.is_relative_to(tmp_path / "sandbox" / "work")]
+    assert outside == [], f"files written outside the workspace: {outside[:5]}"
+    status = dict(catalog(tmp_path / "sandbox" / "work", "SELECT source_id, status FROM documents"))
+    reasons = dict(catalog(tmp_path / "sandbox" / "work", "SELECT doc_id, reason FROM errors"))
+    assert len(status) == len(expected), "every hostile e-print has a catalog outcome"
+    for doc_id, st in status.items():
+        if st == "error":
+            assert reasons.get(f"arxiv:{doc_id}"), f"{doc_id} failed without a reason"
+    unpack_errors = [name for name, exp in expected.items() if exp.split(":")[0] == "unpack"]
+    assert unpack_errors and all(
+        any(status.get(sid) == "error" for sid in status if name.startswith(sid)) for name in unpack_errors)
+
+
+def test_real_papers_all_convert(tmp_path):
+    papers = shared("arxiv-eprints")
+    work, out = tmp_path / "work", tmp_path / "out"
+    summary = build_corpus(work, CorpusOptions(out=out, eprints=[papers], workers=2, progress=False))
+    n_papers = len([p for p in papers.iterdir() if p.name != "MANIFEST.json"])
+    assert summary["failed"] == 0, catalog(work, "SELECT doc_id, stage, reason, detail FROM errors")
+    assert summary["extracted"] == n_papers == 30
+    per_doc = catalog(work, "SELECT source_id, words, residue_per_1k FROM documents")
+    assert all(words > 300 for _, words, _ in per_doc), per_doc
+    worst = max(per_doc, key=lambda r: r[2])
+    assert worst[2] <= 0.5, f"LaTeX residue above 0.5 per 1k words: {worst}"
+    assert all(r["text"].strip() and r["title"] for r in rows(out))
