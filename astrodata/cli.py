@@ -82,5 +82,43 @@ def build_corpus_cmd(
     )
 
 
+@command("harvest")
+def harvest_cmd(
+    method: Annotated[str, typer.Option("--method", help="api | oai | snapshot")],
+    category: Annotated[list[str] | None, typer.Option("--category", help="astro-ph, astro-ph.CO, gr-qc, ...; "
+                                                       "repeatable (default: astro-ph and gr-qc).")] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="First date, YYYY-MM-DD.")] = None,
+    date_until: Annotated[str | None, typer.Option("--until", help="Last date, YYYY-MM-DD.")] = None,
+    snapshot: Annotated[Path | None, typer.Option("--snapshot", help="Metadata snapshot (.json, .gz, .zip).")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="API or OAI-PMH endpoint override.")] = None,
+    metadata_prefix: Annotated[str, typer.Option("--metadata-prefix", help="oai: arXivRaw | arXiv.")] = "arXivRaw",
+    arxiv_id: Annotated[list[str] | None, typer.Option("--id", help="api: fetch these ids; repeatable.")] = None,
+    workdir: WorkdirOpt = Path("astrodata-work"),
+) -> None:
+    """Harvest arXiv metadata into the catalog's papers table (API, OAI-PMH or the snapshot)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from astrodata.sources.arxiv_meta import DEFAULT_CATEGORIES, harvest
+    from astrodata.workspace import Workspace
+
+    with Workspace(workdir) as ws, Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                            TimeElapsedColumn(), console=console) as progress:
+        bar = progress.add_task(f"harvest {method}", total=None)
+
+        def show(s: Any) -> None:
+            progress.update(bar, description=f"harvest {method}: {s.requests} requests, {s.seen} records, "
+                                             f"{s.inserted} new, {s.updated} updated, {s.errors} errors")
+
+        stats = harvest(ws, method, category or list(DEFAULT_CATEGORIES), date_from, date_until,
+                        snapshot=snapshot, base_url=base_url, metadata_prefix=metadata_prefix, ids=arxiv_id,
+                        progress=show)
+    console.print(
+        f"harvest {method}: {stats.seen} records seen, {stats.inserted} new, {stats.updated} updated, "
+        f"{stats.unchanged} unchanged, {stats.filtered_out} outside the categories/dates, {stats.errors} errors "
+        f"(in {workdir}/catalog.duckdb: papers, errors for run {stats.run_id})",
+        highlight=False,
+    )
+
+
 if __name__ == "__main__":
     app()
