@@ -20,9 +20,12 @@ over many documents at once: datasketch hashes one document at a time in Python)
 - signatures of a batch are one matrix product-like pass and `np.minimum.reduceat` per document.
 
 The similarity check defaults to the signature estimate (share of equal signature positions):
-it needs nothing but the signature files, so it scales to any corpus. A caller that still holds
-the texts can pass `jaccard=` to check candidates on exact shingle-set Jaccard instead
-(scripts/neardup_accuracy.py measures both).
+it needs nothing but the signature files. Passing `jaccard=ExactJaccard...` checks the candidates
+on exact shingle-set Jaccard instead, fetching only the candidates' texts. Measured by
+scripts/neardup_accuracy.py on ~1,900 windows of real papers with known perturbations at
+threshold 0.8 (true pairs spread evenly over [0.8, 1]): estimate precision 0.935 / recall 0.920,
+exact check precision 1.000 / recall 0.991 (the misses are LSH misses just above 0.8). Use the
+exact check when the texts are at hand (the corpus build has them in its extracted shards).
 """
 
 from __future__ import annotations
@@ -318,6 +321,48 @@ def _union_find(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return nodes, roots
 
 
+class ExactJaccard:
+    """Exact Jaccard of candidate pairs' shingle sets, fetching the texts by doc id on demand.
+
+    The signature estimate has a standard error of about 0.038 at Jaccard 0.8 with 112
+    permutations, so pairs near the threshold fall on the wrong side of it often enough to cost
+    several points of precision and recall; checking the (few) candidates exactly removes that.
+    `fetch(ids)` returns {id: text} for the ids asked; only one batch's texts are held at once.
+    """
+
+    def __init__(self, fetch: Callable[[list[str]], Mapping[str, str]], ngram: int = 5):
+        self.fetch = fetch
+        self.ngram = ngram
+
+    @classmethod
+    def from_parquet(cls, files: Sequence[str | os.PathLike], ngram: int = 5,
+                     id_column: str = "id", text_column: str = "text") -> ExactJaccard:
+        """Texts from Parquet files (e.g. the corpus's extracted shards), read with DuckDB."""
+        con = duckdb.connect()  # its own connection: the dedup connection is busy streaming candidates
+        paths = [str(f) for f in files]
+        for col in (id_column, text_column):
+            if not _IDENT.match(col):
+                raise ValueError(f"not a column name: {col!r}")
+
+        def fetch(ids: list[str]) -> dict[str, str]:
+            rows = con.execute(
+                f"SELECT {id_column}, {text_column} FROM read_parquet(?) WHERE {id_column} IN (SELECT unnest(?))",
+                [paths, ids],
+            ).fetchall()
+            return dict(rows)
+
+        return cls(fetch, ngram)
+
+    def __call__(self, pairs: list[tuple[str, str]]) -> list[float]:
+        ids = sorted({d for pair in pairs for d in pair})
+        texts = self.fetch(ids)
+        missing = [d for d in ids if d not in texts]
+        if missing:
+            raise KeyError(f"no text for doc id {missing[0]!r} ({len(missing)} missing) to check near-duplicates")
+        sets = {d: set(shingle_hashes(texts[d], self.ngram).tolist()) for d in ids}
+        return [len(sets[a] & sets[b]) / max(len(sets[a] | sets[b]), 1) for a, b in pairs]
+
+
 def _verify_batch(batch: pa.RecordBatch | None, threshold: float, jaccard: JaccardFn | None) -> pa.Table:
     """The candidate pairs of one batch whose similarity reaches the threshold."""
     if batch is None or len(batch) == 0:
@@ -356,13 +401,14 @@ def find_near_duplicates(
     signature_source: SignatureSource,
     params: MinHashParams | None = None,
     jaccard: JaccardFn | None = None,
-    batch_rows: int = 65_536,
+    batch_rows: int | None = None,
 ) -> NearDuplicates:
     """Banding -> candidate pairs (DuckDB GROUP BY) -> similarity check -> connected components.
 
     Candidates are streamed out of DuckDB in Arrow batches with both signatures; a pair is kept
     when its estimated Jaccard (share of equal signature positions) reaches the threshold, or,
-    when `jaccard` is given, when the exact Jaccard it returns for the pair's doc ids does.
+    when `jaccard` is given (e.g. an `ExactJaccard`), when the Jaccard it returns for the pair's
+    doc ids does. Batches are 65,536 pairs, or 2,048 with `jaccard` (texts are held per batch).
     """
     params = params or MinHashParams()
     src = _source_sql(signature_source, params)
@@ -400,6 +446,7 @@ def find_near_duplicates(
         SELECT c.key_a, c.key_b, x.doc_id AS doc_a, y.doc_id AS doc_b, x.sig AS sig_a, y.sig AS sig_b
         FROM lsh_candidates c JOIN lsh_sigs x ON x.key = c.key_a JOIN lsh_sigs y ON y.key = c.key_b
     """)
+    batch_rows = batch_rows or (2048 if jaccard else 65_536)
     with candidate_rows.to_arrow_reader(batch_size=batch_rows) as reader:
         verified = [_verify_batch(batch, params.threshold, jaccard) for batch in reader]
     pairs_table = pa.concat_tables(verified) if verified else _verify_batch(None, 1.0, None)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from astrodata.dedup import (
+    ExactJaccard,
     MinHashParams,
     compute_signatures,
     deduplicate,
@@ -174,21 +175,22 @@ def test_near_duplicates_threshold_and_large_buckets(tmp_path):
 
 def test_exact_jaccard_check_and_parameter_mismatch(tmp_path):
     import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     base = prose(60, 300)
-    texts = {"a": base, "b": edit(base, 2, 1), "c": prose(61, 300)}
-    compute_signatures([{"id": k, "text": v} for k, v in texts.items()], tmp_path / "s.parquet")
+    texts = {"a": base, "b": edit(base, 2, 1), "c": prose(61, 300), "d": edit(base, 30, 2)}
+    docs = [{"id": k, "text": v} for k, v in texts.items()]
+    compute_signatures(docs, tmp_path / "s.parquet")
+    pq.write_table(pa.Table.from_pylist(docs), tmp_path / "corpus.parquet")
     con = duckdb.connect()
-    seen = []
-
-    def exact(pairs):
-        seen.extend(pairs)
-        return [jaccard(texts[x], texts[y]) for x, y in pairs]
-
-    near = find_near_duplicates(con, tmp_path / "s.parquet", jaccard=exact)
-    assert near.pairs == 1 and sorted(seen[0]) == ["a", "b"]
-    sim = con.execute("SELECT similarity FROM near_duplicate_pairs").fetchall()[0][0]
-    assert sim == pytest.approx(jaccard(texts["a"], texts["b"]))
+    near = find_near_duplicates(con, tmp_path / "s.parquet",
+                                jaccard=ExactJaccard.from_parquet([tmp_path / "corpus.parquet"]))
+    assert near.pairs == 1
+    row = con.execute("SELECT doc_a, doc_b, similarity FROM near_duplicate_pairs").fetchall()[0]
+    assert sorted(row[:2]) == ["a", "b"] and row[2] == pytest.approx(jaccard(texts["a"], texts["b"]))
+    with pytest.raises(KeyError, match="no text for doc id"):
+        find_near_duplicates(con, tmp_path / "s.parquet", jaccard=ExactJaccard(lambda ids: {}))
     with pytest.raises(ValueError, match="s.parquet: signatures were made with"):
         find_near_duplicates(con, tmp_path / "s.parquet", MinHashParams(bands=16, rows=7))
     with pytest.raises(ValueError, match="document 1 .*needs a string 'id' and 'text'"):
