@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from astrodata.textnorm import fmix64, shingle_hashes, text_hash
+from astrodata.textnorm import WORD_RE, digest, fmix64, normalize, shingle_hashes, word_shingles
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dedup_clusters (
@@ -252,13 +252,14 @@ def _signature_batch(
             paper = parse_arxiv_id(str(doc.get("source_id") or ""))
             if paper is None:
                 stats.unparsed_arxiv_ids.append(doc_id)
-        s = shingle_hashes(text, params.ngram)
+        norm = normalize(text)  # once for both the exact key and the shingles
+        s = word_shingles(WORD_RE.findall(norm), params.ngram)
         shingles.append(s)
         stats.empty += len(s) == 0
         for name, value in (("doc_id", doc_id), ("key", doc_key(doc_id)),
                             ("paper_id", paper[0] if paper else None),
                             ("version", paper[1] if paper else None), ("n_chars", len(text)),
-                            ("n_shingles", len(s)), ("text_hash", text_hash(text))):
+                            ("n_shingles", len(s)), ("text_hash", digest(norm))):
             cols[name].append(value)
     sigs = minhash_signatures(shingles, params)
     stats.docs += len(batch)

@@ -32,9 +32,14 @@ def normalize(text: str) -> str:
     return _SPACE_RE.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
 
 
+def digest(normalized: str) -> str:
+    """128-bit hex digest of an already normalised text."""
+    return hashlib.blake2b(normalized.encode("utf-8"), digest_size=16).hexdigest()
+
+
 def text_hash(text: str) -> str:
-    """128-bit hex digest of the normalised text: equal digests mean exact duplicates."""
-    return hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=16).hexdigest()
+    """Digest of the normalised text: equal digests mean exact duplicates."""
+    return digest(normalize(text))
 
 
 def words(text: str) -> list[str]:
@@ -85,7 +90,13 @@ def ngram_hashes(hashes: np.ndarray, n: int) -> np.ndarray:
 
 def shingle_hashes(text: str, n: int) -> np.ndarray:
     """Distinct word n-gram hashes of `text`; a text shorter than n words is one shingle."""
-    th = token_hashes(words(text))
+    return word_shingles(words(text), n)
+
+
+def word_shingles(tokens: list[str], n: int) -> np.ndarray:
+    """Distinct n-gram hashes of a token list (from `words`, or `WORD_RE.findall(normalize(t))`,
+    which gives the same tokens since whitespace never belongs to a word)."""
+    th = token_hashes(tokens)
     if len(th) == 0:
         return th
     return np.unique(ngram_hashes(th, min(n, len(th))))

@@ -17,7 +17,7 @@ from astrodata.dedup import (
     minhash_signatures,
     parse_arxiv_id,
 )
-from astrodata.textnorm import normalize, shingle_hashes, text_hash, words
+from astrodata.textnorm import WORD_RE, normalize, shingle_hashes, text_hash, words
 
 VOCAB = (
     "galaxy star accretion disc halo redshift spectrum photometry lensing cluster merger binary "
@@ -56,6 +56,8 @@ def test_normalisation_and_text_hash():
     assert text_hash("Dark  matter HALO") == text_hash("dark matter halo\n")
     assert text_hash("dark matter halo") != text_hash("dark matter halos")
     assert words("M31's disc, at z=0.1!") == ["m31", "s", "disc", "at", "z", "0", "1"]
+    tricky = "Ｆｕｌｌ-width ＡＢＣ, x² and ½ of the\u00a0Ångström\tﬂux"
+    assert words(tricky) == WORD_RE.findall(normalize(tricky))  # the shortcut compute_signatures takes
 
 
 def test_parse_arxiv_id():
