@@ -120,5 +120,51 @@ def harvest_cmd(
     )
 
 
+@command("train")
+def train_cmd(
+    stage: Annotated[str, typer.Argument(help="cpt (continued pre-training) or sft (fine-tuning).")],
+    config: Annotated[Path, typer.Option("--config", help="YAML config, e.g. training/configs/smollm2-cpu-cpt.yaml.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. max_steps=20.")] = None,
+) -> None:
+    """Train with the Hugging Face Trainer (CPT on a corpus dataset, SFT on a QA dataset)."""
+    import importlib
+
+    from training.config import CPTConfig, SFTConfig, load_config
+
+    if stage not in ("cpt", "sft"):
+        raise UserError(f"stage must be cpt or sft, got {stage!r}")
+    cfg = load_config(CPTConfig if stage == "cpt" else SFTConfig, config, overrides)
+    result = importlib.import_module(f"training.{stage}").run(cfg)
+    console.print(f"{stage}: {result.global_step} steps, final loss "
+                  f"{result.losses[-1][1] if result.losses else float('nan'):.4f}, "
+                  f"{result.tokens_per_second:.0f} tokens/s, model in {result.output_dir}", highlight=False)
+
+
+@command("merge")
+def merge_cmd(
+    model: Annotated[list[str] | None, typer.Option("--model", help="PATH:WEIGHT, once per input model.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output model folder.")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="float32, bfloat16 (default) or float16.")] = None,
+    base_from: Annotated[Path | None, typer.Option(
+        "--base-from", help="Copy config/tokenizer/generation config/chat template from here (the instruct "
+                            "model); default the first --model.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Merge YAML (training/configs/*-merge.yaml); "
+                                                                  "options given here override it.")] = None,
+) -> None:
+    """Linear merge of safetensors models, shard by shard (AstroSage: 75% CPT+SFT, 25% instruct)."""
+    from training.config import MergeConfig, load_config
+    from training.merge import merge, parse_model_spec
+
+    cfg = load_config(MergeConfig, config) if config else None
+    fields: dict[str, Any] = cfg.model_dump() if cfg else {}
+    given = {"models": [parse_model_spec(m) for m in model or []] or None, "out": out, "dtype": dtype,
+             "base_from": base_from}
+    fields.update({k: v for k, v in given.items() if v is not None})
+    summary = merge(MergeConfig.model_validate(fields))
+    console.print(f"merge: {summary['tensors']} tensors in {summary['shards']} shard(s), "
+                  f"{summary['bytes'] / 1e9:.2f} GB -> {summary['out']} (config and tokenizer from "
+                  f"{summary['metadata_from']})", highlight=False)
+
+
 if __name__ == "__main__":
     app()
