@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 DEFAULT_RECIPE = Path(__file__).resolve().parent / "recipes" / "corpus.yaml"
 
@@ -21,72 +21,72 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Values live in recipes/corpus.yaml only (one source of truth); the models say what is allowed.
 class LexiconSettings(Strict):
     """Keyword scorer: weighted term hits per 1,000 words (`astronom*` = prefix match)."""
 
     terms: dict[str, float]
-    threshold: float = 8.0  # weighted hits per 1,000 words
-    min_distinct: int = 3  # distinct terms seen, so one repeated word cannot carry a page
+    threshold: float  # weighted hits per 1,000 words
+    min_distinct: int  # distinct terms seen, so one repeated word cannot carry a page
     # Parse only pages whose score on the raw wikitext reaches this share of the threshold:
     # the wikitext parse costs ~100x the scoring, and clean/raw scores stay within ~2x.
-    raw_prefilter: float = 0.5
+    raw_prefilter: float
 
 
 class WikipediaSettings(Strict):
     """Which Wikipedia pages count as astronomy, and how their wikitext becomes text."""
 
     # either: category graph OR lexicon; category / lexicon: that signal alone
-    selection: Literal["either", "category", "lexicon"] = "either"
+    selection: Literal["either", "category", "lexicon"]
     category_roots: list[str]
-    category_depth: int = 3  # subcategory hops below the roots
+    category_depth: int  # subcategory hops below the roots
     # Category names that count as astronomy on their own (case-insensitive regexes): the
     # fallback when the dump carries no category hierarchy (no Category: pages, no links file).
-    category_patterns: list[str] = Field(default_factory=list)
+    category_patterns: list[str]
     lexicon: LexiconSettings
-    drop_sections: list[str] = Field(default_factory=list)  # headings whose sections are dropped
-    namespaces: list[int] = Field(default_factory=lambda: [0])
-    dataset_config: str = "20231101.en"  # config of the `wikimedia/wikipedia` Hub dataset
+    drop_sections: list[str]  # headings whose sections are dropped
+    namespaces: list[int]
+    dataset_config: str  # config of the `wikimedia/wikipedia` Hub dataset
 
 
 class FilterSettings(Strict):
-    """Document quality thresholds; set one to null to switch that filter off."""
+    """Document quality thresholds; a threshold set to null switches its filter off."""
 
-    min_words: int | None = 50
-    max_words: int | None = 250_000
-    language: str = "en"
-    min_language_score: float | None = 0.5  # probability of `language` from py3langid
-    language_sample_chars: int = 20_000  # identify on the first N characters (speed)
-    max_symbol_word_ratio: float | None = 0.1  # '#' and ellipses per word (Gopher)
-    max_non_alpha_words: float | None = 0.5  # share of words with no letter
-    max_digit_ratio: float | None = 0.25  # digits per non-space character
-    max_dup_line_fraction: float | None = 0.3
-    max_dup_line_char_fraction: float | None = 0.2
-    max_dup_paragraph_fraction: float | None = 0.3
-    max_dup_paragraph_char_fraction: float | None = 0.2
-    max_top_ngram_char_fraction: dict[int, float] = Field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
-    max_dup_ngram_char_fraction: dict[int, float] = Field(
-        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
-    boilerplate_phrases: list[str] = Field(default_factory=list)
-    max_boilerplate_line_fraction: float | None = 0.2
-    short_line_chars: int = 20
-    max_short_line_fraction: float | None = 0.7
+    min_words: int | None
+    max_words: int | None
+    language: str
+    min_language_score: float | None  # probability of `language` from py3langid
+    language_sample_chars: int  # identify on the first N characters of prose (speed)
+    max_symbol_word_ratio: float | None  # '#' and ellipses per word (Gopher)
+    max_non_alpha_words: float | None  # share of words with no letter
+    max_digit_ratio: float | None  # digits per non-space character
+    max_dup_line_fraction: float | None
+    max_dup_line_char_fraction: float | None
+    max_dup_paragraph_fraction: float | None
+    max_dup_paragraph_char_fraction: float | None
+    max_top_ngram_char_fraction: dict[int, float]
+    max_dup_ngram_char_fraction: dict[int, float]
+    boilerplate_phrases: list[str]
+    max_boilerplate_line_fraction: float | None
+    short_line_chars: int
+    max_short_line_fraction: float | None
 
 
 class TokenizerSettings(Strict):
-    name: str = "embedded"  # `embedded` (SmolLM2, offline), a Hub id or a local folder
-    batch_size: int = 64
+    name: str  # `embedded` (SmolLM2, offline), a Hub id in the local cache, or a local folder
+    batch_size: int
 
 
 class LocalDocsSettings(Strict):
-    source: str = "textbook"
-    min_chapter_words: int = 200  # shorter "chapters" are merged into the next one (e.g. a table of contents)
+    source: str
+    min_chapter_words: int  # shorter "chapters" (a table of contents, a title page) join the next
 
 
 class Recipe(Strict):
-    filters: FilterSettings = Field(default_factory=FilterSettings)
+    filters: FilterSettings
     wikipedia: WikipediaSettings
-    tokenizer: TokenizerSettings = Field(default_factory=TokenizerSettings)
-    local_docs: LocalDocsSettings = Field(default_factory=LocalDocsSettings)
+    tokenizer: TokenizerSettings
+    local_docs: LocalDocsSettings
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -106,4 +106,7 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None
         data = _merge(data, user)
     if overrides:
         data = _merge(data, overrides)
-    return Recipe.model_validate(data)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"recipe {path or DEFAULT_RECIPE}: {exc}") from None

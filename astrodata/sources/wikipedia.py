@@ -383,7 +383,8 @@ def _render(nodes: Iterable[Any], out: list[str]) -> None:
             elif name == "br":
                 out.append("\n")
             elif name == "li":
-                out.append("- ")
+                if not (out and out[-1] == "- "):  # nested items (`***`) become one Markdown bullet
+                    out.append("- ")
             elif node.contents is not None:
                 _render(node.contents.nodes, out)
         # Arguments ({{{1}}}) and anything else carry no article prose
@@ -437,6 +438,7 @@ def wikitext_to_text(wikitext: str, drop_sections: Iterable[str] = ()) -> str:
     text = "".join(part if part.startswith("$") else SPACE_BEFORE_PUNCT.sub(r"\1", part)
                    for part in MATH_SPAN.split(text))
     lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line != "-"]  # list items whose only content was a template
     text = "\n".join(lines)
     text = re.sub(r"\n{3,}", "\n\n", text)
     # a heading left with no body (its only content was a table or a list of references)
