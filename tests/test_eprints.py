@@ -242,6 +242,14 @@ def test_bulk_source_tar_members_unpack_like_the_files(tmp_path):
         unpack_eprint(got["2311.00003"], "2311.00003")
     assert err.value.reason == "pdf-only"
 
+    partial = tmp_path / "arXiv_src_2311_002.tar"
+    partial.write_bytes(bulk.read_bytes()[: bulk.stat().st_size // 2])
+    seen = []
+    with pytest.raises(EprintError) as err:
+        seen.extend(eprint_id for eprint_id, _ in iter_bulk_tar(partial))
+    assert err.value.reason == "corrupt-archive" and str(partial) in str(err.value)
+    assert seen and len(seen) < 4
+
 
 # --- the downloader against a real local HTTP server ----------------------------------------------
 

@@ -141,6 +141,14 @@ def test_import_and_subimport_follow_their_folders():
     assert "TWO" in flat.text and "XY" in flat.text and flat.missing_inputs == []
 
 
+def test_climbing_out_of_a_subfolder_main_stays_inside_the_eprint():
+    ep = eprint(paper__ms_tex=doc("\\input{../sections/a}\n\\import{../common/}{defs}\n\\input{../../x}"),
+                sections__a_tex="SECTION A", common__defs_tex="DEFS", x_tex="NOT REACHABLE")
+    flat = flatten(ep)
+    assert "SECTION A" in flat.text and "DEFS" in flat.text and "NOT REACHABLE" not in flat.text
+    assert flat.missing_inputs == ["../../x"]
+
+
 def test_subfile_keeps_only_the_childs_body():
     child = "\\documentclass[../ms.tex]{subfiles}\n\\begin{document}\nCHILD BODY\n\\end{document}\n"
     ep = eprint(ms_tex=doc("\\subfile{parts/child}", "\\usepackage{subfiles}\n"), parts__child_tex=child)

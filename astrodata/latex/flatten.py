@@ -24,7 +24,7 @@ from astrodata.sources.eprints import TEXT_SUFFIXES, Eprint, EprintError
 MAX_DEPTH = 20  # nested inputs; real papers use 2-3
 MAX_CHARS = 64 << 20  # flattened size; an input repeated 10x per level for 10 levels stops here
 MAIN_NAMES = ("ms", "main", "paper", "manuscript", "article")  # preferred stems, best first
-TEX_SUFFIXES = (".tex", ".ltx", ".latex", "")
+MAIN_SUFFIXES = (".tex", ".ltx", ".latex", "")  # what a main file may be called
 
 # Spans where TeX does not read commands: the \\ and \% escapes, \verb, verbatim-like blocks
 # (their end is found by hand: a regex `.*?` to a missing \end would rescan the file per opening).
@@ -98,7 +98,7 @@ class Flattened:
 
 
 def _is_tex_name(name: str) -> bool:
-    return posixpath.splitext(name)[1].lower() in TEX_SUFFIXES
+    return posixpath.splitext(name)[1].lower() in MAIN_SUFFIXES
 
 
 def _candidates(name: str) -> list[str]:
@@ -247,13 +247,10 @@ class _Flattener:
         anchor = (import_dir if import_dir is not None else posixpath.dirname(stack[-1])) if relative else self.main_dir
         name = m["ifile"].strip()
         written = posixpath.join(m["idir"].strip(), name)
-        if _outside(m["idir"].strip()) or _outside(name):
-            self.missing(written, "outside the e-print")
-            return m.group()
         new_dir = posixpath.normpath(posixpath.join(anchor, m["idir"].strip()))
         path = _resolve(self.files, name, [new_dir])
         if path is None:
-            self.missing(written)
+            self.missing(written, "outside the e-print" if _outside(written) else "")
             return m.group()
         return self.splice(path, stack, new_dir, subfile=False)
 

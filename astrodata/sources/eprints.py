@@ -417,16 +417,23 @@ def iter_bulk_tar(tar_path: Path, max_member_bytes: int = UnpackLimits.max_total
     """(id, raw e-print bytes) from an arXiv bulk source tar (`arXiv_src_YYMM_NNN.tar`).
 
     Members are `<yymm>/<id>.gz` (or `.pdf`); the tar itself is streamed, one member in memory at
-    a time. Members that are not regular files or are over `max_member_bytes` are logged and skipped."""
-    with open(tar_path, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tf:
-        for member in tf:
-            if member.isdir():
-                continue
-            if not member.isreg() or member.size > max_member_bytes:
-                log.warning("%s: skipping member %r (type %r, %d bytes)", tar_path, member.name, member.type, member.size)
-                continue
-            eprint_id = id_from_filename(posixpath.basename(member.name))
-            yield eprint_id, tf.extractfile(member).read()  # type: ignore[union-attr]
+    a time. Members that are not regular files or are over `max_member_bytes` are logged and skipped;
+    a damaged tar (say, a partial download) raises `EprintError` naming it, after its good members."""
+    n = 0
+    try:
+        with open(tar_path, "rb") as fh, tarfile.open(fileobj=fh, mode="r|") as tf:
+            for member in tf:
+                if member.isdir():
+                    continue
+                if not member.isreg() or member.size > max_member_bytes:
+                    log.warning("%s: skipping member %r (type %r, %d bytes)", tar_path, member.name, member.type,
+                                member.size)
+                    continue
+                data = tf.extractfile(member).read()  # type: ignore[union-attr]
+                n += 1
+                yield id_from_filename(posixpath.basename(member.name)), data
+    except tarfile.TarError as exc:
+        raise EprintError("corrupt-archive", f"bulk tar {tar_path} after {n} e-prints: {exc}") from None
 
 
 def default_user_agent() -> str:
