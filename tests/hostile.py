@@ -28,6 +28,7 @@ DOC = (
     "\\documentclass{article}\n\\title{A harmless paper}\n\\begin{document}\n\\maketitle\n"
     "\\section{Introduction}\nStars form in molecular clouds.\n\\end{document}\n"
 )
+PROSE = "Stars form in molecular clouds and live for billions of years.\n"
 MB = 1 << 20
 BIG = 300 * MB  # over the default total cap of 256 MB
 
@@ -208,10 +209,10 @@ def _cases(rng: random.Random) -> dict[str, tuple[str, bytes | Callable[[Path], 
         "input-self.tex": ("ok:input-cycle", doc("Before.\n\\input{main}\nAfter.").encode()),
         "input-cycle.tar.gz": ("ok:input-cycle", tgz(member("ms.tex", doc("\\input{a}")), member("a.tex", "A\n\\input{b}\n"),
                                                      member("b.tex", "B\n\\include{a}\n"))),
-        "input-etc-passwd.tar.gz": ("ok:missing-input", tgz(member("ms.tex", doc("\\input{/etc/passwd}\n\\input /etc/hosts ")))),
-        "input-dotdot.tar.gz": ("ok:missing-input", tgz(member("ms.tex", doc("\\input{../../secret}\\include{../secret}")))),
-        "import-outside.tar.gz": ("ok:missing-input", tgz(member("ms.tex", doc("\\import{/etc/}{passwd}\n\\subimport{../../}{secret}")))),
-        "input-many-missing.tex": ("ok:missing-input", doc("".join(f"\\input{{nothere-{i}}}\n" for i in range(10_000))).encode()),
+        "input-etc-passwd.tar.gz": ("ok:missing-input", tgz(member("ms.tex", doc(PROSE + "\\input{/etc/passwd}\n\\input /etc/hosts ")))),
+        "input-dotdot.tar.gz": ("ok:missing-input", tgz(member("ms.tex", doc(PROSE + "\\input{../../secret}\\include{../secret}")))),
+        "import-outside.tar.gz": ("ok:missing-input", tgz(member("ms.tex", doc(PROSE + "\\import{/etc/}{passwd}\n\\subimport{../../}{secret}")))),
+        "input-many-missing.tex": ("ok:missing-input", doc(PROSE + "".join(f"\\input{{nothere-{i}}}\n" for i in range(10_000))).encode()),
         "input-deep-chain.tar.gz": ("ok:input-depth", tgz(*chain)),
         "gzip-fname-traversal.gz": ("ok:gzip-fname", gz(DOC, fname="../../etc/passwd")),
         "duplicate-members.tar.gz": ("ok:duplicate-member", tgz(member("ms.tex", "old"), ms)),
