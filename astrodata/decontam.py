@@ -1,9 +1,11 @@
 """Decontamination: drop or redact training documents that share 13-grams with benchmark questions.
 
 Both sides are tokenised by `astrodata.textnorm.words` (NFKC, lowercase, punctuation stripped).
-Each benchmark becomes a sorted numpy array of 64-bit n-gram hashes, and a document is checked
-with one `np.searchsorted` over all its n-gram hashes: no Python loop per n-gram, so a check
-costs about as much as tokenising the document.
+Each benchmark becomes a sorted numpy array of 64-bit n-gram hashes (the hashed set), and a
+document is checked with one `np.searchsorted` over all its n-gram hashes: no Python loop per
+n-gram. Document tokens are hashed by a dict lookup into the benchmarks' vocabulary, so a
+check costs little more than tokenising the document (tests/perf/bench_decontam.py measures it
+against a set of n-gram tuples).
 
 A question shorter than n words is matched as a whole (its full word sequence), provided it has
 at least `min_words` words; shorter ones are too generic to look for and are counted as skipped.
@@ -21,6 +23,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -44,34 +47,44 @@ def _contains(sorted_hashes: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 @dataclass
 class BenchmarkIndex:
-    """The hashed word n-grams of one benchmark's texts, by n-gram length."""
+    """The hashed word n-grams of one benchmark's texts, by n-gram length, and their vocabulary."""
 
     name: str
     n: int
     grams: dict[int, np.ndarray]  # length -> sorted unique n-gram hashes
+    vocab: frozenset[str]
     items: int = 0
     skipped: int = 0  # texts shorter than min_words
 
     @classmethod
     def from_texts(cls, name: str, texts: Iterable[str], n: int = 13, min_words: int = 8) -> BenchmarkIndex:
         parts: dict[int, list[np.ndarray]] = {}
+        vocab: set[str] = set()
         items = skipped = 0
         for text in texts:
             items += 1
-            th = token_hashes(words(text))
-            if len(th) < min(n, min_words):
+            tokens = words(text)
+            if len(tokens) < min(n, min_words):
                 skipped += 1
                 continue
-            length = min(n, len(th))
-            parts.setdefault(length, []).append(ngram_hashes(th, length))
+            vocab.update(tokens)
+            length = min(n, len(tokens))
+            parts.setdefault(length, []).append(ngram_hashes(token_hashes(tokens), length))
         grams = {length: np.unique(np.concatenate(p)) for length, p in parts.items()}
-        return cls(name=name, n=n, grams=grams, items=items, skipped=skipped)
+        return cls(name=name, n=n, grams=grams, vocab=frozenset(vocab), items=items, skipped=skipped)
 
-    def covered(self, hashes: np.ndarray) -> np.ndarray:
-        """Boolean mask over a document's tokens: True where a matching n-gram covers the token."""
+    def covered(self, hashes: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+        """Boolean mask over a document's tokens: True where a matching n-gram covers the token.
+
+        `unknown[i]` marks tokens outside every index's vocabulary: n-grams holding one cannot
+        match, so they are excluded even if their hash happened to collide.
+        """
         delta = np.zeros(len(hashes) + 1, dtype=np.int32)
+        seen_unknown = np.concatenate([[0], np.cumsum(unknown)])
         for length, grams in self.grams.items():
-            starts = np.flatnonzero(_contains(grams, ngram_hashes(hashes, length)))
+            hit = _contains(grams, ngram_hashes(hashes, length))
+            hit &= seen_unknown[length:] == seen_unknown[:-length]
+            starts = np.flatnonzero(hit)
             delta[starts] += 1
             delta[starts + length] -= 1
         return np.cumsum(delta[:-1]) > 0
@@ -151,6 +164,12 @@ class Decontaminator:
         self.mode = mode
         self.redact_with = redact_with
         self.stats = DecontamStats(per_benchmark={ix.name: 0 for ix in indexes})
+        # Token hashes come from a lookup over the benchmarks' vocabulary (one dict probe per
+        # document token instead of hashing it); unknown tokens get slot `len(vocab)`.
+        vocab = sorted(set().union(*(ix.vocab for ix in indexes)))
+        self._slot = {tok: i for i, tok in enumerate(vocab)}
+        self._unknown = len(vocab)
+        self._slot_hashes = np.append(token_hashes(vocab), np.uint64(0))
 
     @classmethod
     def from_files(cls, paths: Iterable[str | os.PathLike], mode: str = "drop", n: int = 13,
@@ -158,28 +177,52 @@ class Decontaminator:
         """Index each benchmark file (named after its file stem) and check against all of them."""
         return cls([load_benchmark(p, n=n, min_words=min_words) for p in paths], mode, redact_with)
 
+    def _covered(self, token_lists: list[list[str]]) -> list[dict[str, np.ndarray]]:
+        """Per document: benchmark name -> token mask, for the benchmarks that match it.
+
+        The documents are checked together, joined by an unknown separator token (so no n-gram
+        spans two of them): a few dozen numpy calls per batch instead of per document.
+        """
+        flat = list(chain.from_iterable([*tokens, ""] for tokens in token_lists))  # "" is never a word
+        slots = np.fromiter(map(self._slot.get, flat, repeat(self._unknown)), dtype=np.int64, count=len(flat))
+        hashes, unknown = self._slot_hashes[slots], slots == self._unknown
+        bounds = np.cumsum([len(t) + 1 for t in token_lists])[:-1]
+        per_doc: list[dict[str, np.ndarray]] = [{} for _ in token_lists]
+        for ix in self.indexes:
+            mask = ix.covered(hashes, unknown)
+            if not mask.any():
+                continue
+            for found, part in zip(per_doc, np.split(mask, bounds), strict=True):
+                if part.any():
+                    found[ix.name] = part[:-1]
+        return per_doc
+
     def matches(self, text: str) -> dict[str, int]:
         """Benchmark name -> number of the document's tokens covered by its n-grams (non-zero only)."""
-        th = token_hashes(words(text))
-        found = {}
-        for ix in self.indexes:
-            covered = int(ix.covered(th).sum())
-            if covered:
-                found[ix.name] = covered
-        return found
+        return {name: int(m.sum()) for name, m in self._covered([words(text)])[0].items()}
 
     def apply(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
         """The document unchanged when clean, redacted, or None when dropped."""
+        return self._decide(doc, self._covered([words(doc["text"])])[0])
+
+    def run(self, docs: Iterable[Mapping[str, Any]], batch_size: int = 256) -> Iterator[dict[str, Any]]:
+        """Stream documents through the check in batches, yielding those that remain."""
+        it = iter(docs)
+        while batch := list(islice(it, batch_size)):
+            for doc, found in zip(batch, self._covered([words(d["text"]) for d in batch]), strict=True):
+                out = self._decide(doc, found)
+                if out is not None:
+                    yield out
+
+    def _decide(self, doc: Mapping[str, Any], found: dict[str, np.ndarray]) -> dict[str, Any] | None:
         self.stats.docs += 1
-        text = doc["text"]
-        found = self.matches(text)
         if not found:
             self.stats.clean += 1
             return dict(doc)
         for name in found:
             self.stats.per_benchmark[name] += 1
         if self.mode == "redact":
-            redacted, n_tokens = self._redact(text)
+            redacted, n_tokens = self._redact(doc["text"])
             if n_tokens:
                 self.stats.redacted += 1
                 self.stats.tokens_redacted += n_tokens
@@ -190,12 +233,10 @@ class Decontaminator:
 
     def _redact(self, text: str) -> tuple[str, int]:
         spans = word_spans(text)
-        th = token_hashes([tok for tok, _, _ in spans])
-        mask = np.zeros(len(spans), dtype=bool)
-        for ix in self.indexes:
-            mask |= ix.covered(th)
-        if not mask.any():
+        masks = self._covered([[tok for tok, _, _ in spans]])[0]
+        if not masks:
             return text, 0
+        mask = np.logical_or.reduce(list(masks.values()))
         pieces, pos, i = [], 0, 0
         while i < len(spans):
             if not mask[i]:
@@ -209,10 +250,3 @@ class Decontaminator:
             i = j + 1
         pieces.append(text[pos:])
         return "".join(pieces), int(mask.sum())
-
-    def run(self, docs: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Stream documents through `apply`, yielding those that remain."""
-        for doc in docs:
-            out = self.apply(doc)
-            if out is not None:
-                yield out

@@ -125,3 +125,14 @@ def test_bad_benchmark_files(tmp_path):
         load_benchmark(mcq)
     with pytest.raises(ValueError, match="mode must be one of"):
         Decontaminator([], mode="mask")
+
+
+def test_batches_never_join_documents(bench_files):
+    dc = Decontaminator.from_files(bench_files)
+    words_ = ASTRO[0]["question"].split()
+    halves = [{"id": "h1", "text": PROSE + " " + " ".join(words_[:9])},
+              {"id": "h2", "text": " ".join(words_[9:]) + " " + PROSE}]
+    assert list(dc.run(halves)) == halves  # a question split across two documents is no match
+    docs = planted_docs() + clean_docs()
+    one_by_one = [dc.apply(d) for d in docs]
+    assert list(dc.run(docs, batch_size=4)) == [d for d in one_by_one if d is not None]
