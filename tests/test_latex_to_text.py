@@ -79,6 +79,17 @@ def test_lists_footnotes_and_acknowledgments():
     assert "## Acknowledgments\n\nWe thank people." in text
 
 
+def test_layout_options_and_one_or_two_group_collaboration_dropped():
+    text = body(
+        r"""\collaboration{(The X Team)}
+\keywords{secret}
+\collaboration{20}{(The Y Team)}
+Line one\\[2pt] line two.
+\begin{itemize}[leftmargin=*]\item point\end{itemize}"""
+    )
+    assert text == "Line one\nline two.\n\n- point"
+
+
 # -- math -----------------------------------------------------------------------------------------
 def test_inline_and_display_math_normalised_and_macros_expanded_inside():
     text = body(

@@ -105,7 +105,7 @@ def _prose_only(text: str) -> str:
 
 
 # -- command tables ------------------------------------------------------------------------------
-# Argument specs: "*" optional star, "[" optional [..], "{" mandatory argument.
+# Argument specs: "*" optional star, "[" optional [..], "{" mandatory argument, "g" optional {..}.
 _SECTIONS = {"part": 2, "chapter": 2, "section": 2, "subsection": 3, "subsubsection": 4}
 _CITES = frozenset(
     """cite citep citet citealt citealp citeauthor citeyear citeyearpar citenum citetext Cite Citep
@@ -127,7 +127,7 @@ _DROP: dict[str, str] = {
         affiliations address""".split(),
         "*[{",
     ),
-    "collaboration": "[{{",
+    "collaboration": "{g",  # aastex 6.3 takes two groups, 6.2 one
     "icmlauthor": "{{",
     "icmlaffiliation": "{{",
     "icmlcorrespondingauthor": "{{",
@@ -602,6 +602,10 @@ def _read_args(src: str, pos: int, spec: str) -> tuple[list[str | None], int]:
         elif s == "[":
             a, pos = _read_opt(src, pos)
             args.append(a)
+        elif s == "g":  # a brace group only if one follows
+            p = _WS.match(src, pos).end()
+            a, pos = _read_arg(src, pos) if src.startswith("{", p) else (None, pos)
+            args.append(a)
         else:
             a, pos = _read_arg(src, pos)
             args.append(a)
@@ -770,6 +774,9 @@ class _Converter:
             label, pos = _read_opt(src, pos)
             self.out.append("\n- " + (self.inline(label) + " " if label else ""))
             return pos
+        if name == "\\":  # line break, with its optional star and [length]
+            self.out.append("\n")
+            return _read_args(src, pos, "*[")[1]
         if name in _HEADING_LIKE:
             self.headings += 1
             self.out.append(f"\n\n## {_HEADING_LIKE[name]}\n\n")
@@ -922,6 +929,8 @@ class _Converter:
             elif env in _CODE_ENVS:
                 self.out.append("\n\n```\n" + src[body_start : close.start()].strip("\n") + "\n```\n\n")
             return close.end()
+        if body_start < len(src) and src[body_start] == "[" and env not in _ENV_ARGS:
+            body_start = _read_opt(src, body_start)[1]  # enumitem-style options: [leftmargin=*]
         if env in _HEADING_LIKE:
             self.headings += 1
             self.out.append(f"\n\n## {_HEADING_LIKE[env]}\n\n")
