@@ -151,9 +151,6 @@ def arxiv_row(ws: Workspace, task: Task, result: dict[str, Any]) -> dict[str, An
     from astrodata.sources.arxiv_meta import paper_metadata
 
     meta = paper_metadata(ws, task.source_id) or {}
-    versions = meta.get("versions") or []
-    date = next((v.get("date") for v in versions if f"v{v.get('version')}" in task.source_id), None)
-    base_id = meta.get("arxiv_id")
     return {
         "id": task.doc_id,
         "source": task.source,
@@ -162,8 +159,8 @@ def arxiv_row(ws: Workspace, task: Task, result: dict[str, Any]) -> dict[str, An
         "text": result["text"],
         "n_tokens": None,
         "license": meta.get("license") or "unknown",
-        "url": f"https://arxiv.org/abs/{task.source_id}" if base_id else "",
-        "date": str(date or meta.get("updated") or meta.get("published") or ""),
+        "url": meta.get("url") or "",
+        "date": meta.get("date") or "",
     }
 
 
