@@ -54,7 +54,11 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable
 @command("build-corpus")
 def build_corpus_cmd(
     out: Annotated[Path, typer.Option("--out", help="Output dataset folder (HF layout: data/*.parquet).")],
-    eprints: Annotated[list[Path], typer.Option("--eprints", help="Folder of e-prints or arXiv bulk tars; repeatable.")],
+    eprints: Annotated[list[Path] | None, typer.Option(
+        "--eprints", help="Folder of e-prints or arXiv bulk tars; repeatable.")] = None,
+    from_catalog: Annotated[bool, typer.Option(
+        "--from-catalog", help="Download the e-prints of the papers harvested into the catalog, then build.")] = False,
+    eprint_url: Annotated[str, typer.Option(help="arXiv e-print endpoint (for --from-catalog).")] = "https://arxiv.org/e-print/",
     workdir: WorkdirOpt = Path("astrodata-work"),
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     timeout: Annotated[float, typer.Option(help="Per-document wall-clock limit, seconds.")] = 120.0,
@@ -66,8 +70,11 @@ def build_corpus_cmd(
     """Build the corpus dataset from arXiv e-prints (resumable: re-run to continue)."""
     from astrodata.corpus import CorpusOptions, build_corpus, parse_shard
 
-    opts = CorpusOptions(out=out, eprints=eprints, workers=workers, timeout_s=timeout, limit=limit,
-                         shard=parse_shard(shard) if shard else None, bbl=bbl, citations=citations)
+    if not eprints and not from_catalog:
+        raise UserError("nothing to build from: give --eprints DIR and/or --from-catalog (after astrodata harvest)")
+    opts = CorpusOptions(out=out, eprints=eprints or [], workers=workers, timeout_s=timeout, limit=limit,
+                         shard=parse_shard(shard) if shard else None, bbl=bbl, citations=citations,
+                         from_catalog=from_catalog, eprint_url=eprint_url)
     summary = build_corpus(workdir, opts)
     if opts.shard is None:
         from cards.render import write_corpus_card

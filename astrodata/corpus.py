@@ -49,6 +49,9 @@ class CorpusOptions:
     bbl: str = "inline"
     citations: str = "marker"
     flush_every: int = 200  # rows per extracted shard: the resume granularity
+    from_catalog: bool = False  # download the e-prints of every harvested paper first
+    eprint_url: str = "https://arxiv.org/e-print/"
+    download_delay_s: float = 3.0  # arXiv's politeness delay between e-print requests
     progress: bool = True
 
 
@@ -103,6 +106,24 @@ def arxiv_tasks(inputs: list[Path]) -> Iterator[Task]:
             for eprint_id, path in iter_local_eprints(item):
                 if not path.name.startswith(BULK_PREFIX):
                     yield Task(f"arxiv:{eprint_id}", "arxiv", eprint_id, path=path)
+
+
+def download_harvested(ws: Workspace, opts: CorpusOptions, run: Run) -> Path:
+    """Fetch the latest-version e-print of each harvested paper (this shard's) into the workspace."""
+    from astrodata.sources.eprints import download_eprints
+
+    rows = ws.con.execute(
+        "SELECT arxiv_id || coalesce('v' || latest_version, '') FROM papers ORDER BY arxiv_id").fetchall()
+    ids = [r[0] for r in rows if in_shard(f"arxiv:{r[0]}", opts.shard)][: opts.limit]
+    dest = ws.path("eprints")
+    results = download_eprints(ids, dest, base_url=opts.eprint_url, delay_s=opts.download_delay_s)
+    for d in results:
+        if d.status == "failed":
+            ws.upsert_document(f"arxiv:{d.eprint_id}", source="arxiv", source_id=d.eprint_id, stage=EXTRACT_STAGE,
+                               status="error", run_id=run.run_id, error=f"download: {d.detail}")
+            run.error(f"arxiv:{d.eprint_id}", "download", "download-failed", d.detail)
+    run.counts["downloads"] = {s: sum(d.status == s for d in results) for s in ("downloaded", "exists", "failed")}
+    return dest
 
 
 # -- the per-document worker (runs in a child process) ---------------------------------------
@@ -276,6 +297,8 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
         with ws.run("build-corpus", {k: str(v) for k, v in vars(opts).items()}) as run:
             if opts.shard is None:
                 run.counts["shard_catalogs_merged"] = merge_shard_catalogs(ws)
+            if opts.from_catalog:
+                opts.eprints = [*opts.eprints, download_harvested(ws, opts, run)]
             extract(ws, opts, run)
             if opts.shard is None:
                 run.counts["output"] = finalize(ws, opts)

@@ -174,3 +174,51 @@ def test_real_papers_all_convert(tmp_path):
     worst = max(per_doc, key=lambda r: r[2])
     assert worst[2] <= 0.5, f"LaTeX residue above 0.5 per 1k words: {worst}"
     assert all(r["text"].strip() and r["title"] for r in rows(out))
+
+
+def test_build_from_harvested_catalog(tmp_path):
+    """harvest (snapshot) -> download e-prints from a local server -> corpus rows carry the metadata."""
+    import http.server
+    import threading
+
+    from astrodata.sources.arxiv_meta import harvest_snapshot
+    from astrodata.workspace import Workspace
+
+    work = tmp_path / "work"
+    with Workspace(work) as ws:
+        harvest_snapshot(ws, FIXTURES / "arxiv_snapshot_sample.jsonl", ["astro-ph", "gr-qc"])
+        ids = [r[0] for r in ws.con.execute(
+            "SELECT arxiv_id || 'v' || latest_version FROM papers ORDER BY 1").fetchall()]
+    assert ids and all("v" in i for i in ids)
+    payloads = {ids[0]: (EPRINTS / "2401.00001v1.tex").read_bytes()}  # the others answer 404
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            eprint_id = self.path.removeprefix("/e-print/")
+            requests.append(self.headers.get("User-Agent", ""))
+            body = payloads.get(eprint_id)
+            self.send_response(200 if body else 404)
+            self.end_headers()
+            self.wfile.write(body or b"not found")
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        opts = CorpusOptions(out=tmp_path / "out", from_catalog=True, workers=1, progress=False,
+                             eprint_url=f"http://127.0.0.1:{server.server_port}/e-print/", download_delay_s=0.0)
+        summary = build_corpus(work, opts)
+    finally:
+        server.shutdown()
+    assert requests and all(ua.startswith("astrodata") for ua in requests)
+    assert summary["downloads"]["downloaded"] == 1 and summary["downloads"]["failed"] == len(ids) - 1
+    (row,) = rows(tmp_path / "out")
+    with Workspace(work) as ws:
+        title, = ws.con.execute("SELECT title FROM papers WHERE arxiv_id || 'v' || latest_version = ?",
+                                [ids[0]]).fetchall()[0]
+        assert ws.con.execute("SELECT count(*) FROM errors WHERE stage = 'download'").fetchall() == [(len(ids) - 1,)]
+    assert row["source_id"] == ids[0] and row["title"] == title  # metadata wins over the LaTeX title
+    assert row["url"].endswith(ids[0]) and row["date"]
