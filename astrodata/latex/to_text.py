@@ -10,6 +10,7 @@ the authority for what it does well and cheaply on small fragments: accents (`\\
 
 The pipeline: strip comments -> expand user macros (`macros.py`) -> cut title and abstract ->
 convert the body -> tidy whitespace -> count words and LaTeX residue.
+`python -m astrodata.latex.to_text DIR` prints the per-e-print table (words, residue, macros, missing inputs).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class LatexText:
     macro_errors: list[str] = field(default_factory=list)
     headings: int = 0
     math_spans: int = 0
+    unknown_commands: int = 0  # prose commands converted by dropping their name (arguments kept as text)
 
 
 # -- residue -------------------------------------------------------------------------------------
@@ -673,6 +675,7 @@ class _Converter:
         self.math = 0
         self.acronyms: dict[str, tuple[str, str, str, str]] = {}
         self.acronyms_used: set[str] = set()
+        self.unknown = 0  # prose commands we knew nothing about (name dropped, argument text kept)
 
     def inline(self, src: str) -> str:
         """Convert a fragment (an argument) to one line of text."""
@@ -811,6 +814,7 @@ class _Converter:
             self.out.append(sym)
             return pos
         # unknown macro: drop its name (and an optional argument glued to it); its groups follow as text
+        self.unknown += 1
         if pos < len(src) and src[pos] == "[":
             opt, p = _read_opt(src, pos)
             if opt is not None and len(opt) < 80:
@@ -1099,6 +1103,7 @@ def _convert(tex: str, options: TextOptions, preamble: str) -> LatexText:
         macro_errors=stats.errors,
         headings=len(_HEADING_LINE.findall(text)),
         math_spans=conv.math,
+        unknown_commands=conv.unknown,
     )
 
 
@@ -1109,3 +1114,25 @@ def convert_eprint(source: Path | bytes, options: TextOptions = TextOptions()) -
 
     flat = flatten(unpack_eprint(source))
     return latex_to_text(flat.text, options, preamble="\n".join(flat.packages.values())), flat
+
+
+def _print_table(folder: Path) -> None:
+    """`python -m astrodata.latex.to_text DIR`: per e-print words, residue, macros, missing inputs."""
+    from astrodata.sources.eprints import iter_local_eprints
+
+    print("| e-print | words | residue/1k | headings | math spans | macros expanded | unknown commands | missing inputs |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for eprint_id, path in iter_local_eprints(folder):
+        try:
+            doc, flat = convert_eprint(path)
+        except Exception as exc:  # noqa: BLE001 - a failure is a row of the table
+            print(f"| {eprint_id} | error: {getattr(exc, 'reason', type(exc).__name__)} |||||||")
+            continue
+        print(f"| {eprint_id} | {doc.words} | {doc.residue_per_1k:.2f} | {doc.headings} | {doc.math_spans} "
+              f"| {doc.macros_expanded} | {doc.unknown_commands} | {', '.join(flat.missing_inputs)} |")
+
+
+if __name__ == "__main__":
+    import sys
+
+    _print_table(Path(sys.argv[1]))
