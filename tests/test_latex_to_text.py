@@ -173,6 +173,11 @@ def test_typographic_commands_become_plain_text():
     )
 
 
+def test_journal_and_change_tracking_commands():
+    text = body(r"\S 2: \enquote{Great} \ion{Ca}{2} and \ion{Li}{1}; \edit1{kept}\deleted{gone} \replaced{new}{old}\todo[inline]{note}.")
+    assert text == '§ 2: "Great" Ca II and Li I; kept new.'
+
+
 def test_comments_stripped_escaped_percent_kept():
     assert body("Value 50\\% % a comment\nnext") == "Value 50% next"
 

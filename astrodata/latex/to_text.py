@@ -155,6 +155,16 @@ _DROP: dict[str, str] = {
     "addtocounter": "{{",
     "newtheorem": "*{[{[",
     "defcitealias": "{{",
+    "deleted": "[{",
+    "todo": "[{",
+    "correspondingauthors": "{g",
+    "printAffiliationsAndNotice": "{",
+    "pagerange": "{",
+    "bsp": "",
+    "listofchanges": "[",
+    "restartappendixnumbering": "",
+    "raggedbottom": "",
+    "sloppypar": "",
     "DeclareAcronym": "{{",
     "acro": "{[{",
     "acrodef": "{[{",
@@ -253,8 +263,14 @@ _ASSIGNMENTS = frozenset(
     "looseness tolerance emergencystretch hbadness vbadness hfuzz vfuzz parindent parskip "
     "baselineskip tabcolsep arraystretch columnsep textfloatsep floatsep intextsep".split()
 )
-_KEEP_SECOND = frozenset("textcolor colorbox href".split())  # drop the first argument, keep the second
-_KEEP_FIRST = frozenset("texorpdfstring".split())  # keep the first of two
+_KEEP_SECOND = frozenset("textcolor colorbox href hyperlink hypertarget".split())  # drop the 1st argument, keep the 2nd
+_KEEP_FIRST = frozenset("texorpdfstring replaced".split())  # keep the first of two (changes: new, old)
+# Commands whose argument simply is the text (name dropped, braces vanish): not "unknown".
+_TRANSPARENT = frozenset(
+    """textit textbf emph texttt textsc textsl textsf textrm textup textmd textnormal text mbox hbox
+    underline uline fbox added software facilities facility dataset doi textsuperscript textsubscript
+    sloppypar centerline""".split()
+)
 _BOX_ARGS = {
     "resizebox": "*{{",
     "scalebox": "{[",
@@ -273,7 +289,7 @@ _HEADING_LIKE = {
     "acknowledgement": "Acknowledgements",
 }
 _SYMBOLS_OVERRIDE = {
-    "\\": "\n", "%": "%",
+    "\\": "\n", "%": "%", "S": "§", "P": "¶", "\n": " ", "\t": " ",
     "newline": "\n",
     "-": "",
     "/": "",
@@ -780,6 +796,16 @@ class _Converter:
         if name == "\\":  # line break, with its optional star and [length]
             self.out.append("\n")
             return _read_args(src, pos, "*[")[1]
+        if name in ("enquote", "textquote"):
+            arg, pos = _read_arg(src, pos)
+            self.out.append(f'"{self.inline(arg or "")}"')
+            return pos
+        if name == "ion":  # AAS \ion{Ca}{2} -> Ca II
+            (element, stage), pos = _read_args(src, pos, "{{")
+            self.out.append(f"{self.inline(element or '')} {_roman((stage or '').strip())}")
+            return pos
+        if name == "edit" and pos < len(src) and src[pos].isdigit():  # AAS \edit1{...}: the text stays
+            return pos + 1
         if name in _HEADING_LIKE:
             self.headings += 1
             self.out.append(f"\n\n## {_HEADING_LIKE[name]}\n\n")
@@ -812,6 +838,8 @@ class _Converter:
         sym = self.symbols.get(name)
         if sym is not None:
             self.out.append(sym)
+            return pos
+        if name in _TRANSPARENT:
             return pos
         # unknown macro: drop its name (and an optional argument glued to it); its groups follow as text
         self.unknown += 1
@@ -956,6 +984,17 @@ def _typo(m: re.Match[str]) -> str:
     if s[0] == "\n":
         return "\n\n" if s.count("\n") > 1 else " "
     return _TYPO_MAP[s]
+
+
+def _roman(stage: str) -> str:
+    """Ionisation stage `2` -> `II` (other input is returned as written)."""
+    if not stage.isdigit() or not 0 < int(stage) < 40:
+        return stage
+    n, out = int(stage), ""
+    for value, letters in ((10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")):
+        count, n = divmod(n, value)
+        out += letters * count
+    return out
 
 
 def _si_number(value: str) -> str:
