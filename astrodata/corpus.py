@@ -140,7 +140,8 @@ def extract_arxiv(task: Task, bbl: str, citations: str) -> dict[str, Any]:
         stage = "flatten"
         flat = flatten(eprint, bbl=bbl)
         stage = "latex"
-        doc = latex_to_text(flat.text, TextOptions(citations=citations))
+        # Macros defined in the e-print's own .sty files count as user macros too.
+        doc = latex_to_text(flat.text, TextOptions(citations=citations), preamble="\n".join(flat.packages.values()))
         if not doc.text.strip() or doc.words == 0:
             raise ValueError("conversion produced no text")
     except EprintError as exc:
