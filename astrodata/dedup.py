@@ -415,24 +415,25 @@ def find_near_duplicates(
     src = _source_sql(signature_source, params)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
+    # count/min aggregates are cheaper than collecting lists over millions of one-member buckets
     con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE lsh_rows AS
+        SELECT key, unnest(bands) AS h FROM {src} WHERE n_shingles > 0;
         CREATE OR REPLACE TEMP TABLE lsh_buckets AS
-        SELECT h, list(key ORDER BY key) AS keys
-        FROM (SELECT key, unnest(bands) AS h FROM {src} WHERE n_shingles > 0)
-        GROUP BY h HAVING count(*) > 1
+        SELECT h, count(*) AS size, min(key) AS first FROM lsh_rows GROUP BY h HAVING count(*) > 1;
+        CREATE OR REPLACE TEMP TABLE lsh_members AS
+        SELECT r.h, r.key, b.size, b.first FROM lsh_rows r JOIN lsh_buckets b USING (h);
+        DROP TABLE lsh_rows;
     """)
     seconds["banding"] = time.perf_counter() - t
     t = time.perf_counter()
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE lsh_candidates AS
-        WITH members AS (
-            SELECT bucket, unnest(keys) AS key
-            FROM (SELECT row_number() OVER () AS bucket, keys FROM lsh_buckets WHERE len(keys) <= {params.max_bucket})
-        )
         SELECT DISTINCT x.key AS key_a, y.key AS key_b
-        FROM members x JOIN members y ON x.bucket = y.bucket AND x.key < y.key
+        FROM lsh_members x JOIN lsh_members y ON x.h = y.h AND x.key < y.key
+        WHERE x.size <= {params.max_bucket}
         UNION
-        SELECT keys[1] AS key_a, unnest(keys[2:]) AS key_b FROM lsh_buckets WHERE len(keys) > {params.max_bucket}
+        SELECT first, key FROM lsh_members WHERE size > {params.max_bucket} AND key <> first
     """)
     candidates = con.execute("SELECT count(*) FROM lsh_candidates").fetchall()[0][0]
     con.execute(f"""
@@ -460,7 +461,8 @@ def find_near_duplicates(
     t = time.perf_counter()
     nodes, roots = _union_find(a, b)
     seconds["components"] = time.perf_counter() - t
-    con.execute("DROP TABLE IF EXISTS lsh_buckets; DROP TABLE IF EXISTS lsh_candidates; DROP TABLE IF EXISTS lsh_sigs")
+    for table in ("lsh_buckets", "lsh_members", "lsh_candidates", "lsh_sigs"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     return NearDuplicates(
         candidates=int(candidates), pairs=len(a), clusters=len(np.unique(roots)),
         docs_in_clusters=len(nodes), seconds=seconds, nodes=nodes, roots=roots,
