@@ -19,7 +19,6 @@ as free questions from its `question`, `prompt` or `text` field.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from astrodata.mcq import LETTERS, MCQError, load_mcqs
+from astrodata.mcq import _records as mcq_records  # the one JSON/JSONL reader, row-numbered errors
 from astrodata.textnorm import ngram_hashes, token_hashes, word_spans, words
 
 QUESTION_FIELDS = ("question", "prompt", "text")
@@ -110,32 +110,17 @@ def load_benchmark(path: str | os.PathLike, name: str | None = None, n: int = 13
     return index
 
 
-def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        yield from enumerate(json.loads(text), start=1)
-        return
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise MCQError(f"{path}: row {line_no}: invalid JSON ({exc.msg})") from exc
-
-
 def _has_options(path: Path) -> bool:
     """Whether the JSON records look like MCQs (options A-D or a choices list)."""
-    for _, record in _json_rows(path):
-        if isinstance(record, dict):
-            keys = {str(k).lower() for k in record}
-            return bool(keys & {"choices", *(c.lower() for c in LETTERS)})
+    for _, record in mcq_records(path):
+        return bool({str(k).lower() for k in record} & {"choices", *(c.lower() for c in LETTERS)})
     return False
 
 
 def _free_questions(path: Path) -> list[str]:
     out = []
-    for row_no, record in _json_rows(path):
-        value = next((record.get(f) for f in QUESTION_FIELDS if isinstance(record, dict) and record.get(f)), None)
+    for row_no, record in mcq_records(path):
+        value = next((record.get(f) for f in QUESTION_FIELDS if record.get(f)), None)
         if not isinstance(value, str) or not value.strip():
             raise MCQError(f"{path}: row {row_no}: no non-empty {'/'.join(QUESTION_FIELDS)} field")
         out.append(value)

@@ -11,8 +11,9 @@ Two steps, so the expensive part shards and the global part stays out of core:
    three kinds of links form the clusters; the kept document of each cluster is chosen by
    (latest arXiv version, longest text, smallest doc id). Results go to `dedup_clusters`.
 
-MinHash details (written here because no maintained library does batched, vectorised signatures
-over many documents at once: datasketch hashes one document at a time in Python):
+MinHash is written here rather than taken from datasketch because the signatures must be
+columns of a Parquet file that DuckDB bands, and because datasketch's LSH index is an in-memory
+Python dict per band (tests/perf/bench_lsh.py compares both). Details:
 - shingles are word n-grams (`astrodata.textnorm`), each hashed to 64 bits and folded to 32;
 - the permutations are multiply-add-shift hashes `(a*x + b) >> 32` in uint64 arithmetic with
   random 64-bit a, b: a 2-universal family for 32-bit keys (Dietzfelbinger 1996) that numpy

@@ -123,6 +123,13 @@ def test_bad_benchmark_files(tmp_path):
     mcq.write_text(json.dumps({"question": "q?", "A": "1", "B": "2", "C": "3"}) + "\n")
     with pytest.raises(MCQError, match="row 1: option D is missing"):
         load_benchmark(mcq)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps({"prompt": "fine"}) + "\n{not json\n")
+    with pytest.raises(MCQError, match=r"broken.jsonl: row 2: invalid JSON"):
+        load_benchmark(broken)
+    listed = tmp_path / "listed.json"  # a JSON list of free questions works like JSONL
+    listed.write_text(json.dumps([{"text": "How do we measure the Hubble constant from distant Type Ia supernovae?"}]))
+    assert load_benchmark(listed).grams[13].size == 1
     with pytest.raises(ValueError, match="mode must be one of"):
         Decontaminator([], mode="mask")
 
