@@ -128,8 +128,9 @@ def test_bad_benchmark_files(tmp_path):
     with pytest.raises(MCQError, match=r"broken.jsonl: row 2: invalid JSON"):
         load_benchmark(broken)
     listed = tmp_path / "listed.json"  # a JSON list of free questions works like JSONL
-    listed.write_text(json.dumps([{"text": "How do we measure the Hubble constant from distant Type Ia supernovae?"}]))
-    assert load_benchmark(listed).grams[13].size == 1
+    listed.write_text(json.dumps([{"text": "How do astronomers measure the Hubble constant from the light "
+                                           "curves of distant Type Ia supernovae?"}]))  # 16 words: 4 13-grams
+    assert load_benchmark(listed).grams[13].size == 4
     with pytest.raises(ValueError, match="mode must be one of"):
         Decontaminator([], mode="mask")
 
