@@ -84,13 +84,23 @@ class Doc:
         lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
         return hashes, lengths
 
+    @cached_property
+    def _grams(self) -> dict[int, np.ndarray]:
+        return {1: self.ngram_words[0]}
+
     def ngram_hashes(self, n: int) -> np.ndarray:
-        """One 64-bit hash per n-gram (position i covers words i..i+n-1)."""
-        hashes, _ = self.ngram_words
-        out = hashes.copy()
-        for k in range(1, n):
-            out = out[:-1] * HASH_MULT + hashes[k:]
-        return out if len(hashes) >= n else out[:0]
+        """One 64-bit hash per n-gram (position i covers words i..i+n-1), built from the
+        (n-1)-gram hashes so the 2..10-gram filters share the work."""
+        grams = self._grams
+        if n not in grams:
+            shorter = self.ngram_hashes(n - 1)
+            grams[n] = shorter[:-1] * HASH_MULT + self.ngram_words[0][n - 1:]
+        return grams[n]
+
+    @cached_property
+    def char_cumsum(self) -> np.ndarray:
+        """Characters in words [0, i) at index i: an n-gram's characters in O(1)."""
+        return np.concatenate([[0], np.cumsum(self.ngram_words[1])])
 
 
 # -- the filters: (doc, settings) -> (keep, value) --------------------------------------------
@@ -172,14 +182,14 @@ def dup_paragraph_char_fraction(doc: Doc, s: FilterSettings) -> tuple[bool, floa
 def top_ngram_char_fraction(doc: Doc, s: FilterSettings, n: int) -> tuple[bool, float]:
     """Characters in all occurrences of the most frequent n-gram / characters in all words."""
     grams = doc.ngram_hashes(n)
-    _, lengths = doc.ngram_words
     value = 0.0
     if len(grams):
-        uniq, first, counts = np.unique(grams, return_index=True, return_counts=True)
-        top = int(np.argmax(counts))
-        if counts[top] > 1:
-            i = int(first[top])
-            value = float(counts[top] * lengths[i:i + n].sum() / max(1, lengths.sum()))
+        _, first, counts = np.unique(grams, return_index=True, return_counts=True)
+        top = counts.max()
+        if top > 1:  # ties: the n-gram with the most characters
+            cs = doc.char_cumsum
+            chars = (cs[first + n] - cs[first])[counts == top].max()
+            value = float(top * chars / max(1, cs[-1]))
     return value <= s.max_top_ngram_char_fraction[n], value
 
 
