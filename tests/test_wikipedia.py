@@ -55,9 +55,22 @@ def test_mini_dump_selection_reasons_and_rows(mini_bz2):
     assert "Category:Stars" in decisions  # category pages are reported as skipped namespaces
     delta = docs[0]
     assert delta["id"] == "wikipedia:10" and delta["source"] == "wikipedia" and delta["source_id"] == "10"
-    assert delta["url"] == "https://en.wikipedia.org/wiki/Delta_Cephei"
+    assert delta["url"] == "https://en.wikipedia.org/wiki/Delta_Cephei"  # from <siteinfo><base>
+    french = mini_bz2.with_name("fr.xml")
+    french.write_text(MINI.read_text().replace("en.wikipedia.org", "fr.wikipedia.org"))
+    assert run(french, settings())[0][0]["url"] == "https://fr.wikipedia.org/wiki/Delta_Cephei"
     assert delta["date"] == "2022-03-01" and delta["license"] == "CC-BY-SA-3.0"
     assert docs[1]["license"] == "CC-BY-SA-4.0"
+
+
+def test_select_ids_splits_pages_between_shards(mini_bz2):
+    wiki = settings()
+    seen: list[str] = []
+    for k in (0, 1):
+        docs, decisions = run(mini_bz2, wiki, select_ids=lambda doc_id, k=k: int(doc_id.split(":")[1]) % 2 == k)
+        seen += [d["title"] for d in docs]
+        assert "Delta Cep" in decisions if k == 1 else "Delta Cep" not in decisions  # page 13 is odd
+    assert sorted(seen) == ["Delta Cephei", "Hubble constant"]
 
 
 def test_category_depth_and_mode(mini_bz2):

@@ -116,11 +116,16 @@ def iter_xml_pages(path: str | Path) -> Iterator[WikiPage]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Wikipedia dump not found: {path}")
+    base = "https://en.wikipedia.org/wiki/"
     with _open(path) as fh:
         context = ET.iterparse(fh, events=("start", "end"))
         _, root = next(context)
         for event, elem in context:
-            if event != "end" or _local(elem.tag) != "page":
+            if event != "end":
+                continue
+            if _local(elem.tag) == "base" and elem.text:  # siteinfo: the wiki's own article URL prefix
+                base = elem.text.rsplit("/", 1)[0] + "/"
+            if _local(elem.tag) != "page":
                 continue
             fields: dict[str, Any] = {"redirect": None, "text": "", "timestamp": None, "ns": 0}
             for child in elem.iter():
@@ -138,7 +143,7 @@ def iter_xml_pages(path: str | Path) -> Iterator[WikiPage]:
                 elif name == "text":
                     fields["text"] = child.text or ""
             root.clear()  # drop this page (and any earlier siblings) from the tree
-            yield WikiPage(**fields)
+            yield WikiPage(**fields, url=page_url(fields.get("title", ""), base))
 
 
 def iter_parquet_pages(source: str | Path, config: str = "20231101.en") -> Iterator[WikiPage]:
@@ -471,12 +476,14 @@ def iter_wikipedia_documents(
     settings: WikipediaSettings,
     on_decision: Callable[[Decision], None] | None = None,
     categorylinks: str | Path | None = None,
+    select_ids: Callable[[str], bool] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Corpus rows (contract columns) of the astronomy pages of a dump or Parquet dataset.
 
     Every page, kept or not, is reported to `on_decision` with its reason; redirects are
     reported with their target (`action="redirect"`). For an XML dump with category pages the
-    category hierarchy is read in a first pass (a second stream over the file).
+    category hierarchy is read in a first pass (a second stream over the file). `select_ids`
+    (e.g. a `--shard K/N` test on the document id) skips other pages before any work on them.
     """
     report = on_decision or (lambda d: None)
     is_xml = Path(source).name.endswith((".xml", ".xml.bz2", ".bz2"))
@@ -489,6 +496,8 @@ def iter_wikipedia_documents(
     selector = Selector(settings, graph)
     namespaces = set(settings.namespaces)
     for page in iter_pages(source, settings.dataset_config):
+        if select_ids is not None and not select_ids(f"{SOURCE}:{page.page_id}"):
+            continue
         if page.redirect is not None:
             report(Decision(page.page_id, page.title, "redirect", f"redirect to {page.redirect!r}"))
             continue
@@ -513,6 +522,6 @@ def iter_wikipedia_documents(
             "text": text,
             "n_tokens": None,
             "license": wikipedia_license(day),
-            "url": page.url or page_url(page.title),
+            "url": page.url or "",
             "date": day or "",
         }
