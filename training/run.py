@@ -74,6 +74,7 @@ def training_arguments(cfg: TrainConfig) -> Any:
         "seed": cfg.seed,
         "report_to": "none",
         "include_num_input_tokens_seen": "non_padding",
+        "dataloader_pin_memory": torch.cuda.is_available(),
     }
     args.update(cfg.trainer)
     return TrainingArguments(**args)

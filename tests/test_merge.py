@@ -1,0 +1,109 @@
+"""Linear merge of two SmolLM2 variants saved as sharded safetensors: exact against a direct fp32
+computation, loadable, metadata from the instruct side, and clear refusals of incompatible inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors import safe_open
+from training_data import make_variants
+from typer.testing import CliRunner
+
+from training.config import MergeConfig
+from training.merge import merge, parse_model_spec, read_checkpoint
+
+
+@pytest.fixture(scope="module")
+def variants(embedded_model, tmp_path_factory):
+    return make_variants(embedded_model, tmp_path_factory.mktemp("variants"), max_shard_size="40MB", vocab_extra=64)
+
+
+def _tensors(folder) -> dict[str, torch.Tensor]:
+    ckpt = read_checkpoint(folder)
+    out = {}
+    for name, shard in ckpt.files.items():
+        with safe_open(shard, "pt") as fh:
+            out[name] = fh.get_tensor(name)
+    return out
+
+
+def _direct(a, b, wa, wb) -> dict[str, torch.Tensor]:
+    ta, tb = _tensors(a), _tensors(b)
+    return {k: ta[k].to(torch.float32) * wa + tb[k].to(torch.float32) * wb for k in ta}
+
+
+def test_merge_equals_direct_fp32(variants, tmp_path):
+    a, b = variants[:2]
+    assert len(read_checkpoint(a).files) == 272 and len(set(read_checkpoint(a).files.values())) > 4
+    out = tmp_path / "merged"
+    summary = merge(MergeConfig(models=[{"path": a, "weight": 0.75}, {"path": b, "weight": 0.25}], out=out,
+                                dtype="float32", base_from=b, max_shard_size="60MB"))
+    merged, direct = _tensors(out), _direct(a, b, 0.75, 0.25)
+    assert merged.keys() == direct.keys() and "lm_head.weight" not in merged  # tied: the head is the embedding
+    for name, tensor in direct.items():
+        assert merged[name].dtype == torch.float32
+        assert torch.equal(merged[name], tensor), name
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"]) == set(direct) and summary["shards"] == len(set(index["weight_map"].values()))
+    assert summary["shards"] > 4
+    # Metadata comes from base_from: its generation config stops on [2, 0].
+    assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == [2, 0]
+    assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
+    assert (out / "tokenizer.json").is_file() and (out / "chat_template.jinja").is_file()
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert torch.equal(model.get_output_embeddings().weight, direct["model.embed_tokens.weight"])
+
+
+def test_cli_merge_bfloat16_normalised_weights(variants, tmp_path):
+    from astrodata.cli import app
+
+    a, b = variants[:2]
+    out = tmp_path / "cli-merged"
+    res = CliRunner().invoke(app, ["merge", "--model", f"{a}:3", "--model", f"{b}:1", "--out", str(out),
+                                   "--base-from", str(b)])
+    assert res.exit_code == 0, res.output
+    merged, direct = _tensors(out), _direct(a, b, 0.75, 0.25)
+    for name, tensor in direct.items():
+        assert merged[name].dtype == torch.bfloat16
+        assert torch.equal(merged[name], tensor.to(torch.bfloat16)), name
+    res = CliRunner().invoke(app, ["merge", "--model", f"{a}:3", "--model", f"{b}:1", "--out", str(out)])
+    assert res.exit_code == 1 and "exists and is not empty" in " ".join(res.output.split())
+
+
+def test_merge_refuses_incompatible_inputs(variants, tmp_path, embedded_model):
+    a, b, big = variants
+    def cfg(*models, out="out"):
+        return MergeConfig(models=[{"path": m, "weight": 1.0} for m in models], out=tmp_path / out)
+
+    with pytest.raises(ValueError, match=r"vocabulary mismatch: .*variant-a has 49152 rows in model.embed_tokens"
+                                         r".weight, .*variant-bigvocab has 49216"):
+        merge(cfg(a, big))
+    # config vocabulary of the metadata donor must match the tensors too
+    with pytest.raises(ValueError, match="vocabulary mismatch: .*vocab_size=49216"):
+        merge(cfg(a, b).model_copy(update={"base_from": big}))
+
+    broken = tmp_path / "broken"
+    shutil.copytree(a, broken)
+    victim = sorted(broken.glob("model-*.safetensors"))[2]
+    victim.unlink()
+    with pytest.raises(FileNotFoundError, match=f"shard\\(s\\) {victim.name} listed in model.safetensors.index.json"):
+        merge(cfg(broken, b))
+
+    from transformers import AutoModelForCausalLM
+
+    shallow = tmp_path / "shallow"
+    AutoModelForCausalLM.from_pretrained(embedded_model, num_hidden_layers=4).save_pretrained(shallow)
+    with pytest.raises(ValueError, match=r"different tensor names: only in .*variant-a: \['model.layers.10"):
+        merge(cfg(a, shallow))
+    with pytest.raises(FileNotFoundError, match="no model.safetensors or model.safetensors.index.json"):
+        merge(cfg(a, tmp_path))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()  # nothing written
+    with pytest.raises(ValueError, match="expected PATH:WEIGHT"):
+        parse_model_spec("models/sft")
+    assert parse_model_spec("C:/x:y:0.25") == {"path": "C:/x:y", "weight": 0.25}
