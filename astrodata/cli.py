@@ -59,6 +59,14 @@ def build_corpus_cmd(
     from_catalog: Annotated[bool, typer.Option(
         "--from-catalog", help="Download the e-prints of the papers harvested into the catalog, then build.")] = False,
     eprint_url: Annotated[str, typer.Option(help="arXiv e-print endpoint (for --from-catalog).")] = "https://arxiv.org/e-print/",
+    wikipedia: Annotated[list[str] | None, typer.Option(
+        help="Wikipedia pages-articles XML(.bz2) dump, wikimedia/wikipedia Parquet path or Hub id; repeatable.")] = None,
+    categorylinks: Annotated[Path | None, typer.Option(help="page,category CSV for category-graph selection.")] = None,
+    docs: Annotated[list[Path] | None, typer.Option(help="Folder of textbooks/local .txt .md .tex .pdf; repeatable.")] = None,
+    license: Annotated[str | None, typer.Option(help="Licence stored on every --docs document (required with --docs).")] = None,
+    recipe: Annotated[Path | None, typer.Option(help="Recipe YAML overriding astrodata/recipes/corpus.yaml.")] = None,
+    benchmark: Annotated[list[Path] | None, typer.Option(
+        help="Benchmark question file to decontaminate against (MCQ parquet/jsonl/csv); repeatable.")] = None,
     workdir: WorkdirOpt = Path("astrodata-work"),
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     timeout: Annotated[float, typer.Option(help="Per-document wall-clock limit, seconds.")] = 120.0,
@@ -70,21 +78,25 @@ def build_corpus_cmd(
     """Build the corpus dataset from arXiv e-prints (resumable: re-run to continue)."""
     from astrodata.corpus import CorpusOptions, build_corpus, parse_shard
 
-    if not eprints and not from_catalog:
-        raise UserError("nothing to build from: give --eprints DIR and/or --from-catalog (after astrodata harvest)")
+    if not (eprints or from_catalog or wikipedia or docs):
+        raise UserError("nothing to build from: give --eprints, --from-catalog, --wikipedia and/or --docs")
     opts = CorpusOptions(out=out, eprints=eprints or [], workers=workers, timeout_s=timeout, limit=limit,
                          shard=parse_shard(shard) if shard else None, bbl=bbl, citations=citations,
-                         from_catalog=from_catalog, eprint_url=eprint_url)
+                         from_catalog=from_catalog, eprint_url=eprint_url, wikipedia=wikipedia or [],
+                         categorylinks=categorylinks, docs=docs or [], license=license, recipe=recipe,
+                         benchmarks=benchmark or [])
     summary = build_corpus(workdir, opts)
     if opts.shard is None:
         from cards.render import write_corpus_card
 
         write_corpus_card(out)
+    extracted = ", ".join(f"{n} {src}" for src, n in summary["extracted"].items()) or "0"
     console.print(
-        f"build-corpus: {summary['seen']} documents, {summary['extracted']} extracted, "
-        f"{summary['failed']} failed (reasons in {workdir}/catalog.duckdb table errors), "
+        f"build-corpus: extracted {extracted}; {summary['failed']} failed, {summary['dropped']} dropped by "
+        f"filters (reasons in {workdir}/catalog.duckdb: errors, documents); "
         f"{summary['skipped_already_done']} already done"
-        + (f"; wrote {summary['output']['documents']} documents to {out}" if "output" in summary else ""),
+        + (f"; wrote {summary['output']['documents']} documents ({summary['output']['tokens']:,} tokens, "
+           f"{summary['output']['duplicates_removed']} duplicates removed) to {out}" if "output" in summary else ""),
         highlight=False,
     )
 

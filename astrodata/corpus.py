@@ -2,12 +2,16 @@
 
 Two phases, so the per-document work can be split across processes or cluster tasks:
 
-1. **extract** (per document, parallel, resumable): e-print -> unpack -> flatten -> LaTeX to
-   text. Rows go to `WORKDIR/extracted/` shards; each document's outcome goes to the catalog.
-   With `--shard K/N` this phase sees only the documents whose stable hash falls in shard K,
-   in its own workspace `WORKDIR/shards/K-of-N/` (DuckDB allows one writer per file).
-2. **finalize** (one process): gather every extracted shard (and shard catalogs), then write the
-   output dataset afresh: `OUT/data/*.parquet`, `OUT/stats.json`.
+1. **extract** (per document, parallel, resumable), a chain of generator blocks in the manner of
+   datatrove: sources (arXiv e-prints -> unpack -> flatten -> LaTeX to text in a process pool;
+   Wikipedia; local documents) -> quality filters -> decontamination -> token counts ->
+   `WORKDIR/extracted/` shards, then the MinHash signatures of those rows. Each document's
+   outcome (done, dropped by which filter, error with a reason) goes to the catalog. With
+   `--shard K/N` this phase sees only the documents whose stable hash falls in shard K, in its
+   own workspace `WORKDIR/shards/K-of-N/` (DuckDB allows one writer per file).
+2. **finalize** (one process): fold in the shard catalogs, deduplicate over every shard's
+   signatures in DuckDB (arXiv versions, exact, MinHash-LSH), then write the output dataset
+   afresh: `OUT/data/*.parquet`, `OUT/stats.json`, `OUT/stats.md` and its plots.
 
 Resume rule: a document is done when its id is in a finished extracted shard, or the catalog
 records it as failed. Rows are marked done only after their shard is on disk, and the shards
@@ -17,6 +21,8 @@ themselves are the source of truth, so a SIGKILL at any point neither loses nor 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import os
 import shutil
 import time
@@ -29,7 +35,8 @@ from typing import Any
 from pebble import ProcessPool
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from astrodata.shards import CORPUS_SCHEMA, ShardWriter, existing_ids, read_rows, shard_files, write_stats
+from astrodata.recipe import Recipe, load_recipe
+from astrodata.shards import CORPUS_SCHEMA, ShardWriter, existing_ids, read_rows, shard_files
 from astrodata.workspace import Run, Workspace
 
 EXTRACT_STAGE = "extract"
@@ -42,6 +49,12 @@ class CorpusOptions:
 
     out: Path
     eprints: list[Path] = field(default_factory=list)  # folders of e-prints or arXiv bulk source tars
+    wikipedia: list[str] = field(default_factory=list)  # pages-articles XML dumps, Parquet paths or Hub ids
+    categorylinks: Path | None = None  # page,category CSV for the category-graph selection
+    docs: list[Path] = field(default_factory=list)  # folders of textbooks and other local documents
+    license: str | None = None  # required with docs: stored on every local document
+    recipe: Path | None = None  # YAML overriding astrodata/recipes/corpus.yaml
+    benchmarks: list[Path] = field(default_factory=list)  # question files to decontaminate against
     workers: int = max(1, (os.cpu_count() or 1))
     timeout_s: float = 120.0  # per-document wall-clock limit
     limit: int | None = None
@@ -186,57 +199,180 @@ def arxiv_row(ws: Workspace, task: Task, result: dict[str, Any]) -> dict[str, An
     }
 
 
-def extract(ws: Workspace, opts: CorpusOptions, run: Run) -> None:
-    """Phase 1 over arXiv e-prints, parallel with a per-document wall-clock limit."""
-    out_dir = ws.path("extracted")
-    failed_before = ws.con.execute(
-        "SELECT doc_id FROM documents WHERE stage = ? AND status <> 'done'", [EXTRACT_STAGE]).fetchall()
-    done = {r[0] for r in failed_before}
-    for folder in extracted_folders(ws):
-        done |= existing_ids(folder)
-    tasks = [t for t in arxiv_tasks(opts.eprints) if in_shard(t.doc_id, opts.shard)]
-    if opts.limit is not None:
-        tasks = tasks[: opts.limit]
-    todo = [t for t in tasks if t.doc_id not in done]
-    run.counts.update(seen=len(tasks), skipped_already_done=len(tasks) - len(todo), extracted=0, failed=0)
+class Extraction:
+    """Phase 1 state: which documents are done, the shard writer, and catalog fields waiting
+    for their row's shard to reach the disk (a row is only `done` once it is in a shard)."""
 
-    writer = ShardWriter(out_dir, CORPUS_SCHEMA, rows_per_shard=opts.flush_every)
-    pending: dict[str, dict[str, Any]] = {}  # doc_id -> catalog fields, written once the shard is on disk
+    def __init__(self, ws: Workspace, opts: CorpusOptions, run: Run, progress: Progress):
+        self.ws, self.opts, self.run, self.progress = ws, opts, run, progress
+        not_done = ws.con.execute(
+            "SELECT doc_id FROM documents WHERE stage = ? AND status <> 'done'", [EXTRACT_STAGE]).fetchall()
+        self.done = {r[0] for r in not_done}
+        for folder in extracted_folders(ws):
+            self.done |= existing_ids(folder)
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.writer = ShardWriter(ws.path("extracted"), CORPUS_SCHEMA, rows_per_shard=opts.flush_every)
+        self.counts = run.counts.setdefault("extracted", {})
 
-    def mark_flushed(ids: list[str]) -> None:
+    def wanted(self, doc_id: str) -> bool:
+        return doc_id not in self.done and in_shard(doc_id, self.opts.shard)
+
+    def accept(self, row: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        """Remember the catalog fields of a converted document; returns the row for the next block."""
+        self.pending[row["id"]] = {"source": row["source"], "source_id": row["source_id"], "stage": EXTRACT_STAGE,
+                                   "run_id": self.run.run_id, "words": len(row["text"].split()), **fields}
+        return row
+
+    def fail(self, doc_id: str, source: str, source_id: str, stage: str, reason: str, detail: str,
+             status: str = "error", **fields: Any) -> None:
+        """Record a document that will not reach the output, with its reason."""
+        self.pending.pop(doc_id, None)
+        self.ws.upsert_document(doc_id, source=source, source_id=source_id, stage=EXTRACT_STAGE, status=status,
+                                run_id=self.run.run_id, error=f"{stage}: {reason}", **fields)
+        if status == "error":
+            self.run.error(doc_id, stage, reason, detail)
+        key = "failed" if status == "error" else "dropped"
+        self.run.counts[key] = self.run.counts.get(key, 0) + 1
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.mark_flushed(self.writer.add(row))
+        self.counts[row["source"]] = self.counts.get(row["source"], 0) + 1
+
+    def mark_flushed(self, ids: list[str]) -> None:
         for doc_id in ids:
-            ws.upsert_document(doc_id, **pending.pop(doc_id))
+            self.ws.upsert_document(doc_id, status="done", **self.pending.pop(doc_id))
 
-    with _progress(opts.progress) as progress, ProcessPool(max_workers=opts.workers, max_tasks=50) as pool:
-        bar = progress.add_task("extract", total=len(todo))
-        futures = [(t, pool.schedule(extract_arxiv, args=(t, opts.bbl, opts.citations), timeout=opts.timeout_s))
-                   for t in todo]
-        for task, future in futures:
-            try:
-                result = future.result()
-            except FutureTimeout:
-                result = {"ok": False, "stage": "latex", "reason": "timeout",
-                          "detail": f"over the {opts.timeout_s:g} s per-document limit", "seconds": opts.timeout_s}
-            except Exception as exc:  # noqa: BLE001 - a crashed worker (e.g. killed for memory) is a per-doc error
-                result = {"ok": False, "stage": "worker", "reason": type(exc).__name__, "detail": str(exc)[:500],
-                          "seconds": None}
-            fields = {"source": task.source, "source_id": task.source_id, "stage": EXTRACT_STAGE,
-                      "run_id": run.run_id, "seconds": result.get("seconds")}
-            if result["ok"]:
-                fields.update(status="done", words=result["words"], residue_per_1k=result["residue_per_1k"],
-                              macros_expanded=result["macros_expanded"], missing_inputs=result["missing_inputs"],
-                              encoding=result["encoding"],
-                              details={"main_file": result["main_file"], "kind": result["kind"]})
-                pending[task.doc_id] = fields
-                run.counts["extracted"] += 1
-                mark_flushed(writer.add(arxiv_row(ws, task, result)))
-            else:
-                ws.upsert_document(task.doc_id, status="error", error=f"{result['stage']}: {result['reason']}",
-                                   details={"detail": result["detail"]}, **fields)
-                run.error(task.doc_id, result["stage"], result["reason"], result["detail"])
-                run.counts["failed"] += 1
-            progress.advance(bar)
-        mark_flushed(writer.flush())
+    # -- sources: each yields converted rows and records its own failures --------------------
+    def arxiv(self) -> Iterator[dict[str, Any]]:
+        """E-prints through a process pool, each with a wall-clock limit (pebble kills overruns)."""
+        opts = self.opts
+        tasks = [t for t in arxiv_tasks(opts.eprints) if in_shard(t.doc_id, opts.shard)][: opts.limit]
+        todo = [t for t in tasks if t.doc_id not in self.done]
+        self.run.counts["skipped_already_done"] = self.run.counts.get("skipped_already_done", 0) + len(tasks) - len(todo)
+        self.run.counts["seen"] = self.run.counts.get("seen", 0) + len(tasks)
+        if not todo:
+            return
+        bar = self.progress.add_task("arxiv", total=len(todo))
+        with ProcessPool(max_workers=opts.workers, max_tasks=50) as pool:
+            futures = [(t, pool.schedule(extract_arxiv, args=(t, opts.bbl, opts.citations), timeout=opts.timeout_s))
+                       for t in todo]
+            for task, future in futures:
+                try:
+                    result = future.result()
+                except FutureTimeout:
+                    result = {"ok": False, "stage": "latex", "reason": "timeout",
+                              "detail": f"over the {opts.timeout_s:g} s per-document limit", "seconds": opts.timeout_s}
+                except Exception as exc:  # noqa: BLE001 - a crashed worker (e.g. OOM-killed) is a per-doc error
+                    result = {"ok": False, "stage": "worker", "reason": type(exc).__name__,
+                              "detail": str(exc)[:500], "seconds": None}
+                self.progress.advance(bar)
+                if not result["ok"]:
+                    self.fail(task.doc_id, task.source, task.source_id, result["stage"], result["reason"],
+                              result["detail"], seconds=result["seconds"], details={"detail": result["detail"]})
+                    continue
+                yield self.accept(
+                    arxiv_row(self.ws, task, result), seconds=result["seconds"],
+                    residue_per_1k=result["residue_per_1k"], macros_expanded=result["macros_expanded"],
+                    missing_inputs=result["missing_inputs"], encoding=result["encoding"],
+                    details={"main_file": result["main_file"], "kind": result["kind"]})
+
+    def wikipedia(self, source: str, settings: Any) -> Iterator[dict[str, Any]]:
+        """Astronomy pages of a dump or Parquet dataset; every selection decision is logged."""
+        from astrodata.sources.wikipedia import iter_wikipedia_documents
+
+        log_path = self.ws.path("logs", "wikipedia-selection.jsonl")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        actions: dict[str, int] = {}
+        reasons: dict[str, str] = {}
+        bar = self.progress.add_task("wikipedia", total=None)
+        with log_path.open("a") as log:
+            def decided(d: Any) -> None:
+                actions[d.action] = actions.get(d.action, 0) + 1
+                reasons[f"wikipedia:{d.page_id}"] = d.reason
+                log.write(json.dumps({"page_id": d.page_id, "title": d.title, "action": d.action,
+                                      "reason": d.reason, "score": d.score}) + "\n")
+                self.progress.advance(bar)
+
+            docs = iter_wikipedia_documents(source, settings, on_decision=decided,
+                                            categorylinks=self.opts.categorylinks, select_ids=self.wanted)
+            for n, row in enumerate(docs):
+                if self.opts.limit is not None and n >= self.opts.limit:
+                    break
+                yield self.accept(row, details={"selection": reasons.pop(row["id"], "")})
+        self.run.counts["wikipedia_selection"] = actions
+
+    def local_docs(self, folder: Path, settings: Any) -> Iterator[dict[str, Any]]:
+        """Textbooks and other local files, one document per file or chapter."""
+        from astrodata.sources.local_docs import iter_local_documents
+
+        def unreadable(rel: str, reason: str) -> None:
+            doc_id = f"{settings.source}:{rel}"
+            self.fail(doc_id, settings.source, rel, "read", "unreadable", reason, details={"detail": reason})
+
+        n = 0
+        for row in iter_local_documents(folder, self.opts.license, settings, on_error=unreadable):
+            if self.wanted(row["id"]) and (self.opts.limit is None or n < self.opts.limit):
+                n += 1
+                yield self.accept(row)
+
+    # -- per-document blocks applied to every source ------------------------------------------
+    def filtered(self, rows: Iterator[dict[str, Any]], recipe: Recipe) -> Iterator[dict[str, Any]]:
+        from astrodata.filters import apply_filters
+
+        def dropped(row: dict[str, Any], drop: Any) -> None:
+            fields = self.pending.get(row["id"], {})
+            self.fail(row["id"], row["source"], row["source_id"], "filter", drop.filter,
+                      f"{drop.filter} = {drop.value:.4g} (rule {drop.rule})", status="dropped",
+                      words=fields.get("words"), details=drop.details())
+
+        return apply_filters(rows, recipe.filters, on_drop=dropped)
+
+    def decontaminated(self, rows: Iterator[dict[str, Any]], recipe: Recipe) -> Iterator[dict[str, Any]]:
+        from astrodata.decontam import Decontaminator
+
+        s = recipe.decontam
+        checker = Decontaminator.from_files(s.benchmarks, mode=s.mode, n=s.ngram, min_words=s.min_words)
+        for row in rows:
+            hits = checker.matches(row["text"])
+            kept = checker.apply(row) if hits else row
+            if kept is None:
+                self.fail(row["id"], row["source"], row["source_id"], "decontam", "benchmark-overlap",
+                          f"{s.ngram}-gram overlap with {sorted(hits)}", status="dropped",
+                          details={"filter": "decontamination", "benchmarks": hits})
+                continue
+            if hits:
+                self.pending[row["id"]]["details"] = {**(self.pending[row["id"]].get("details") or {}),
+                                                      "redacted_for": hits}
+            yield kept
+        self.run.counts["decontam"] = {"mode": s.mode, "per_benchmark": dict(checker.stats.per_benchmark),
+                                       "dropped": checker.stats.dropped, "redacted": checker.stats.redacted}
+
+
+def extract(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> None:
+    """Phase 1: every source -> filters -> decontamination -> token counts -> extracted shards,
+    then this workspace's MinHash signatures for phase 2."""
+    from astrodata.dedup import compute_signatures
+    from astrodata.tokens import add_token_counts
+
+    with _progress(opts.progress) as progress:
+        ex = Extraction(ws, opts, run, progress)
+        rows: Iterator[dict[str, Any]] = itertools.chain(
+            ex.arxiv(),
+            *(ex.wikipedia(src, recipe.wikipedia) for src in opts.wikipedia),
+            *(ex.local_docs(folder, recipe.local_docs) for folder in opts.docs),
+        )
+        rows = ex.filtered(rows, recipe)
+        if recipe.decontam.benchmarks:
+            rows = ex.decontaminated(rows, recipe)
+        for row in add_token_counts(rows, recipe.tokenizer.name, recipe.tokenizer.batch_size):
+            ex.pending[row["id"]]["n_tokens"] = row["n_tokens"]
+            ex.write(row)
+        ex.mark_flushed(ex.writer.flush())
+    files = shard_files(ws.path("extracted"))
+    sig_path = ws.path("signatures", "extracted.parquet")
+    if files:
+        stats = compute_signatures(read_rows(ws.path("extracted")), sig_path, minhash_params(recipe))
+        run.counts["signatures"] = {"documents": stats.docs, "seconds": round(stats.seconds, 3)}
 
 
 def extracted_folders(ws: Workspace) -> list[Path]:
@@ -262,47 +398,82 @@ def merge_shard_catalogs(ws: Workspace) -> int:
     return len(catalogs)
 
 
+def minhash_params(recipe: Recipe) -> Any:
+    from astrodata.dedup import MinHashParams
+
+    d = recipe.dedup
+    return MinHashParams(ngram=d.ngram, bands=d.bands, rows=d.rows, threshold=d.threshold, seed=d.seed,
+                         max_bucket=d.max_bucket)
+
+
 # -- phase 2: finalize -----------------------------------------------------------------------
-def finalize(ws: Workspace, opts: CorpusOptions) -> dict[str, Any]:
-    """Write the output dataset afresh from every extracted shard, then its stats."""
-    sources = extracted_folders(ws)
+def finalize(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> dict[str, Any]:
+    """Deduplicate across every extracted shard, then write the output dataset afresh + its stats."""
+    from astrodata.dedup import ExactJaccard, deduplicate, dropped_ids
+    from astrodata.stats import corpus_stats, write_report
+
+    folders = extracted_folders(ws)
+    files = [f for folder in folders for f in shard_files(folder)]
+    signatures = [p for p in (ws.root / "signatures", *sorted((ws.root / "shards").glob("*-of-*/signatures")))
+                  if p.exists() and any(p.glob("*.parquet"))]
+    dedup = None
+    if files and signatures:
+        params = minhash_params(recipe)
+        exact = ExactJaccard.from_parquet(files, ngram=params.ngram) if recipe.dedup.check == "exact" else None
+        dedup = deduplicate(ws.con, signatures, params, jaccard=exact, run_id=run.run_id)
+        ws.con.execute("""
+            UPDATE documents SET status = 'dropped', error = 'dedup: ' || c.reason,
+                   details = json_object('filter', 'dedup', 'reason', c.reason, 'kept_doc_id', c.kept_doc_id)
+            FROM dedup_clusters c WHERE documents.doc_id = c.doc_id AND NOT c.kept""")
+    drop = dropped_ids(ws.con) if dedup else set()
+
     tmp = opts.out.with_name(opts.out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     seen: set[str] = set()
-    counts: dict[str, int] = {}
     with ShardWriter(tmp, CORPUS_SCHEMA, rows_per_shard=10_000, prefix="train") as writer:
-        for src in sources:
-            for row in read_rows(src):
-                if row["id"] in seen:  # the same document extracted by two shard runs
+        for folder in folders:
+            for row in read_rows(folder):
+                if row["id"] in seen or row["id"] in drop:
                     continue
                 seen.add(row["id"])
-                counts[row["source"]] = counts.get(row["source"], 0) + 1
                 writer.add(row)
-    stats = {"documents": len(seen), "documents_per_source": counts,
-             "shards": len(shard_files(tmp))}
-    write_stats(tmp, stats)
-    if opts.out.exists():
-        shutil.rmtree(opts.out / "data", ignore_errors=True)
+    drops = [{"filter": f} for (f,) in ws.con.execute(
+        "SELECT coalesce(json_extract_string(details, '$.filter'), 'unknown') FROM documents "
+        "WHERE stage = ? AND status = 'dropped'", [EXTRACT_STAGE]).fetchall()]
+    errors = dict(ws.con.execute("SELECT reason, count(*) FROM errors GROUP BY reason ORDER BY 2 DESC").fetchall())
+    stats = corpus_stats(read_rows(tmp), drops, dedup.cluster_sizes if dedup else None,
+                         extra={"errors_per_reason": errors, "dedup": dedup.as_dict() if dedup else None,
+                                "recipe": recipe.model_dump(mode="json")})
+    write_report(tmp, stats)
     opts.out.mkdir(parents=True, exist_ok=True)
+    for name in ("data", "plots"):
+        shutil.rmtree(opts.out / name, ignore_errors=True)
     for item in tmp.iterdir():
         os.replace(item, opts.out / item.name)
     tmp.rmdir()
-    return stats
+    return {"documents": stats["documents"], "tokens": stats["tokens"], "duplicates_removed": len(drop)}
 
 
 # -- entry -----------------------------------------------------------------------------------
 def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
     """Run phase 1 (this shard, or everything) and, when not sharded, phase 2."""
+    recipe = load_recipe(opts.recipe)
+    if opts.benchmarks:
+        recipe.decontam.benchmarks = [*recipe.decontam.benchmarks, *map(str, opts.benchmarks)]
+    if opts.docs and not (opts.license or "").strip():
+        raise ValueError("--docs needs --license (stored on every document), e.g. --license CC-BY-4.0")
     ws = Workspace(shard_workspace(Path(workdir), opts.shard))
     try:
-        with ws.run("build-corpus", {k: str(v) for k, v in vars(opts).items()}) as run:
+        config = {k: str(v) for k, v in vars(opts).items()} | {"recipe": recipe.model_dump(mode="json")}
+        with ws.run("build-corpus", config) as run:
+            run.counts.update(seen=0, skipped_already_done=0, failed=0, dropped=0)
             if opts.shard is None:
                 run.counts["shard_catalogs_merged"] = merge_shard_catalogs(ws)
             if opts.from_catalog:
                 opts.eprints = [*opts.eprints, download_harvested(ws, opts, run)]
-            extract(ws, opts, run)
+            extract(ws, opts, recipe, run)
             if opts.shard is None:
-                run.counts["output"] = finalize(ws, opts)
+                run.counts["output"] = finalize(ws, opts, recipe, run)
             summary = dict(run.counts)
         return summary
     finally:

@@ -82,11 +82,30 @@ class LocalDocsSettings(Strict):
     min_chapter_words: int  # shorter "chapters" (a table of contents, a title page) join the next
 
 
+class DedupSettings(Strict):
+    ngram: int  # word n-gram shingles
+    bands: int
+    rows: int  # bands * rows MinHash permutations
+    threshold: float  # Jaccard at or above which two documents are near-duplicates
+    seed: int
+    max_bucket: int
+    check: Literal["exact", "estimate"]  # verify LSH candidates on exact shingle Jaccard or the signatures
+
+
+class DecontamSettings(Strict):
+    benchmarks: list[str]  # question files (AstroMLab-1 MCQs, MMLU CSVs, JSONL of questions)
+    mode: Literal["drop", "redact"]
+    ngram: int
+    min_words: int  # benchmark items shorter than this are not indexed
+
+
 class Recipe(Strict):
     filters: FilterSettings
     wikipedia: WikipediaSettings
     tokenizer: TokenizerSettings
     local_docs: LocalDocsSettings
+    dedup: DedupSettings
+    decontam: DecontamSettings
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

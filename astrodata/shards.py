@@ -52,8 +52,8 @@ class ShardWriter:
         self.buffer.append(row)
         return self.flush() if len(self.buffer) >= self.rows_per_shard else []
 
-    def flush(self) -> list[str]:
-        if not self.buffer:
+    def flush(self, allow_empty: bool = False) -> list[str]:
+        if not self.buffer and not (allow_empty and self.schema is not None):
             return []
         table = pa.Table.from_pylist(self.buffer, schema=self.schema)
         name = f"{self.prefix}-{self.n_shards:05d}.parquet"
@@ -70,7 +70,8 @@ class ShardWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.flush()
+        # A dataset with no rows still gets one (empty) shard, so it loads with its columns.
+        self.flush(allow_empty=self.n_shards == 0)
 
 
 def shard_files(out_dir: str | os.PathLike) -> list[Path]:
