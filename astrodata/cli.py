@@ -36,7 +36,7 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except Exception as exc:  # noqa: BLE001 - the CLI boundary reports every failure
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            console.print(f"[red]error:[/red] {type(exc).__name__}: {reason}", highlight=False)
+            console.print(f"[red]error:[/red] {type(exc).__name__}: {reason}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -49,6 +49,77 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable
         return app.command(name, **kwargs)(one_line_errors(fn))
 
     return decorate
+
+
+@command("eval")
+def eval_cmd(
+    data: Annotated[str, typer.Option("--data", help="MCQ file (.parquet/.jsonl/.csv), folder, or Hub dataset id.")],
+    model: Annotated[str, typer.Option("--model", help="Model folder, Hub id, `embedded`, or the endpoint's model name.")],
+    method: Annotated[str, typer.Option("--method", help="base-token | instruct-token | generate")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (predictions.jsonl, results.json).")],
+    dtype: Annotated[str, typer.Option(help="float32 | bfloat16 (local models).")] = "float32",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Questions per forward pass (or concurrent requests).")] = 8,
+    endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL; key from OPENAI_API_KEY.")] = None,
+    answer_key: Annotated[Path | None, typer.Option("--answer-key", help="Separate answer-key file.")] = None,
+    few_shot: Annotated[int, typer.Option("--few-shot", help="Examples taken from the start of the file.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="generate: reply length.")] = 256,
+) -> None:
+    """Evaluate a model on AstroMLab-1-style MCQs (base-token, instruct-token or generate scoring)."""
+    from benchmarks.astromlab1 import evaluate
+
+    r = evaluate(data, model, method, out, dtype=dtype, batch_size=batch_size, endpoint=endpoint,
+                 answer_key=answer_key, few_shot=few_shot, limit=limit, max_new_tokens=max_new_tokens)
+    score = "no answer key" if r["accuracy"] is None else (
+        f"accuracy {100 * r['accuracy']:.1f}% (95% CI {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f})")
+    console.print(f"eval: {r['n_questions']} questions, {score}, {r['fallbacks']} fallbacks, "
+                  f"{r['questions_per_s']} questions/s -> {out}", highlight=False)
+
+
+@command("report")
+def report_cmd(
+    results: Annotated[list[Path], typer.Argument(help="results.json files (eval, eval-general, or lm-eval's).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (report.md, report.html, plots).")],
+    cost: Annotated[list[str] | None, typer.Option("--cost", help="LABEL=USD per 0.1M tokens; repeatable.")] = None,
+) -> None:
+    """Markdown + HTML report: runs beside published AstroMLab-1 scores, score-vs-cost plot."""
+    from benchmarks.report import build_report, parse_costs
+
+    paths = build_report(results, out, costs=parse_costs(cost or []))
+    console.print(f"report: {', '.join(str(p) for p in paths.values())}", highlight=False)
+
+
+@command("eval-general")
+def eval_general_cmd(
+    model: Annotated[str, typer.Option("--model", help="Model folder, Hub id or `embedded`.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated lm-eval tasks; default Open LLM Leaderboard v2.")] = None,
+    dtype: Annotated[str, typer.Option(help="float32 | bfloat16.")] = "bfloat16",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
+    limit: Annotated[int | None, typer.Option(help="Examples per task (smoke runs).")] = None,
+    lm_eval: Annotated[str | None, typer.Option("--lm-eval", help="Path to the lm_eval executable.")] = None,
+) -> None:
+    """General benchmarks (IFEval, BBH, MATH hard, GPQA, MuSR, MMLU-PRO) through lm-evaluation-harness."""
+    from benchmarks.general import run_general
+
+    r = run_general(model, out, tasks=tasks.split(",") if tasks else None, dtype=dtype, batch_size=batch_size,
+                    limit=limit, lm_eval=lm_eval)
+    console.print(f"eval-general: {len(r['scores'])} tasks -> {out}", highlight=False)
+
+
+@command("export-lm-eval")
+def export_lm_eval_cmd(
+    data: Annotated[str, typer.Option("--data", help="Keyed MCQ file, folder or Hub id.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the task YAML and its data file.")],
+    task: Annotated[str, typer.Option(help="Task name.")] = "astromlab1",
+    few_shot: Annotated[int, typer.Option("--few-shot")] = 0,
+    answer_key: Annotated[Path | None, typer.Option("--answer-key")] = None,
+) -> None:
+    """Export MCQs and the base-token prompt as an lm-evaluation-harness task (use --include_path OUT)."""
+    from benchmarks.lm_eval_export import export_task
+
+    path = export_task(data, out, task=task, few_shot=few_shot, answer_key=answer_key)
+    console.print(f"export-lm-eval: {path}", highlight=False)
 
 
 @command("build-corpus")
