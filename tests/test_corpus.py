@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -239,3 +240,44 @@ def test_build_from_harvested_catalog(tmp_path):
         assert ws.con.execute("SELECT count(*) FROM errors WHERE stage = 'download'").fetchall() == [(len(ids) - 1,)]
     assert row["source_id"] == ids[0] and row["title"] == title  # metadata wins over the LaTeX title
     assert row["url"].endswith(ids[0]) and row["date"]
+
+
+def test_all_sources_filters_dedup_decontam(tmp_path):
+    """One build over e-prints (with a duplicate and two versions), a Wikipedia dump and local
+    documents, decontaminated against a benchmark file; checks every stage left its trace."""
+    src = tmp_path / "eprints"
+    shutil.copytree(EPRINTS, src)
+    shutil.copy(src / "2402.00002v2.tex", src / "2402.00002v3.tex")  # a newer version, same text
+    near_copy = (EPRINTS / "2401.00001v1.tex").read_text().replace("Toy Survey", "Toy Survey (copy)")
+    (src / "2409.00009v1.tex").write_text(near_copy.replace("and their rotation speeds", "and they rotate slowly, at speeds that"))
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({
+        "question": "Each one sits in a dark-matter halo of modest mass, and their rotation speeds rarely exceed what?",
+        "A": "a", "B": "b", "C": "c", "D": "d", "answer": "A"}) + "\n")
+    work, out = tmp_path / "work", tmp_path / "out"
+    res = cli("build-corpus", "--eprints", str(src), "--wikipedia", str(FIXTURES / "wikipedia" / "mini-pages-articles.xml"),
+              "--docs", str(FIXTURES / "local_docs"), "--license", "CC-BY-4.0", "--benchmark", str(bench),
+              "--out", str(out), "--workdir", str(work), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    got = {r["id"]: r for r in rows(out)}
+    sources = {r["source"] for r in got.values()}
+    assert sources == {"arxiv", "wikipedia", "textbook"}
+    assert all(r["n_tokens"] and r["n_tokens"] > 0 for r in got.values())
+    assert all(r["license"] == "CC-BY-4.0" for r in got.values() if r["source"] == "textbook")
+    clusters = {d: (kept, reason, keep) for d, kept, reason, keep in catalog(
+        work, "SELECT doc_id, kept, reason, kept_doc_id FROM dedup_clusters")}
+    assert clusters["arxiv:2402.00002v2"] == (False, "older-version", "arxiv:2402.00002v3")
+    assert "arxiv:2402.00002v3" in got and "arxiv:2402.00002v2" not in got
+    # 2401.00001v1 overlaps the benchmark question: dropped before dedup; its near copy survives.
+    assert "arxiv:2401.00001v1" not in got
+    status = dict(catalog(work, "SELECT doc_id, error FROM documents WHERE status = 'dropped'"))
+    assert status["arxiv:2401.00001v1"] == "decontam: benchmark-overlap"
+    assert "arxiv:2409.00009v1" in got  # the near copy, reworded where the question was, stays
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["documents"] == len(got)
+    assert stats["per_source"]["wikipedia"]["documents"] == sum(r["source"] == "wikipedia" for r in got.values())
+    assert (out / "stats.md").exists() and list((out / "plots").glob("*.png"))
+    selection = (work / "logs" / "wikipedia-selection.jsonl").read_text().splitlines()
+    assert any(json.loads(line)["action"] == "dropped" for line in selection)
+    card = (out / "README.md").read_text()
+    assert "wikipedia" in card and "textbook" in card and "CC-BY-4.0" in card
