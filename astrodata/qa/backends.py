@@ -1,0 +1,328 @@
+"""LLM backends: the embedded SmolLM2 (transformers + outlines) and any OpenAI-compatible endpoint.
+
+Both answer one chat request with a `Reply` (text and token counts) and classify failures so the
+engine knows what to do: `Transient` (429, 5xx, timeouts, broken replies: retry with backoff),
+`Rejected` (this request can never succeed, e.g. HTTP 400: record it and go on) and `Fatal`
+(wrong key, unreachable endpoint, unknown model: stop the run with one line).
+
+Structured output differs per server, so an endpoint has a *dialect*:
+- `json_schema`: `{"type": "json_schema", "json_schema": {...}}` (OpenAI, vLLM);
+- `json_object_schema`: `{"type": "json_object", "schema": {...}}` (llama.cpp's server, which
+  answers HTTP 500 to `json_schema`);
+- `none`: no `response_format` (e.g. `transformers serve`, which ignores it); the prompt shows the
+  format and the engine validates and retries.
+`probe_dialect` finds the dialect a server honours by asking for a reply it could only produce
+when the schema is enforced. Replies are validated with pydantic whatever the dialect.
+
+The API key is read from `OPENAI_API_KEY` only and lives in the client object; it is never part
+of a request record, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+
+from astrodata.models import EMBEDDED_NAME, embedded_model_path
+
+DIALECTS = ("json_schema", "json_object_schema", "none")
+EMBEDDED_GENERATOR = "embedded/SmolLM2-135M-Instruct"
+
+
+class BackendError(Exception):
+    """A request failed; the subclass says whether to retry, skip or stop."""
+
+
+class Transient(BackendError):
+    """Retry later (429, 5xx, timeout, connection reset, a reply body that does not parse)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class Rejected(BackendError):
+    """The server refuses this request for good (HTTP 400/413/422): record it, go on."""
+
+
+class Fatal(BackendError):
+    """The run cannot go on (wrong key, unreachable endpoint, unknown model)."""
+
+
+@dataclass
+class Reply:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str | None
+
+
+def schema_json(schema: type[BaseModel]) -> dict[str, Any]:
+    return schema.model_json_schema()
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema in the subset OpenAI's strict mode accepts: string length bounds removed (the
+    engine still validates them), every object closed. Others honour this subset too."""
+    if isinstance(schema, dict):
+        out = {k: strict_schema(v) for k, v in schema.items() if k not in ("minLength", "maxLength", "title")}
+        if out.get("type") == "object":
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [strict_schema(v) for v in schema]
+    return schema
+
+
+class Backend:
+    """What the engine needs from a backend."""
+
+    name: str  # the generator recorded on items and part of every cache key
+    via: str  # embedded | endpoint
+    dialect: str
+    context_tokens: int | None = None
+
+    def params(self, schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
+        """Everything besides model and messages that shapes the reply (enters the cache key)."""
+        raise NotImplementedError
+
+    def body(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
+        """The request as an OpenAI chat-completions body (recorded, and written by batch mode)."""
+        raise NotImplementedError
+
+    async def complete(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> Reply:
+        raise NotImplementedError
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """Exact prompt tokens when the tokenizer is at hand, else None."""
+        return None
+
+    async def check(self) -> None:
+        """Fail fast (Fatal) before any work when the backend cannot answer at all."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+
+# -- embedded -------------------------------------------------------------------------------------
+class EmbeddedBackend(Backend):
+    """SmolLM2 through transformers, constrained by outlines to the reply's JSON schema.
+
+    Generation runs in a worker thread (one at a time: the model is not re-entrant and already
+    uses every core), so the event loop keeps writing the cache meanwhile. The model loads on the
+    first request; compiled outlines generators are kept per schema (compiling costs seconds).
+    """
+
+    via = "embedded"
+    dialect = "outlines"
+
+    def __init__(self, temperature: float = 0.0, seed: int | None = 0):
+        self.path = embedded_model_path()
+        self.name = EMBEDDED_GENERATOR
+        self.temperature = temperature
+        self.seed = seed
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.context_tokens = int(AutoConfig.from_pretrained(self.path).max_position_embeddings)
+        self._model: Any = None
+        self._generators: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def params(self, schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
+        return {"max_tokens": max_tokens, "temperature": self.temperature, "seed": self.seed,
+                "constrained": "outlines-json"}
+
+    def body(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
+        return {"model": self.name, "messages": messages, **self.params(schema, max_tokens)}
+
+    def _prompt(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        return len(self.tokenizer(self._prompt(messages), add_special_tokens=False).input_ids)
+
+    def _generator(self, schema: type[BaseModel]) -> Any:
+        import outlines
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if self._model is None:
+            model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.bfloat16)
+            self._model = outlines.from_transformers(model, self.tokenizer)
+        key = json.dumps(schema_json(schema), sort_keys=True)
+        if key not in self._generators:
+            self._generators[key] = outlines.Generator(self._model, schema)
+        return self._generators[key]
+
+    def _generate(self, prompt: str, schema: type[BaseModel], max_tokens: int) -> str:
+        import torch
+
+        with self._lock:
+            generator = self._generator(schema)
+            kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": self.temperature > 0}
+            if self.temperature > 0:
+                kwargs["temperature"] = self.temperature
+                if self.seed is not None:
+                    torch.manual_seed(self.seed)
+            return generator(prompt, **kwargs)
+
+    async def complete(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> Reply:
+        prompt = self._prompt(messages)
+        text = await asyncio.to_thread(self._generate, prompt, schema, max_tokens)
+        tokens_in = len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
+        tokens_out = len(self.tokenizer(text, add_special_tokens=False).input_ids)
+        return Reply(text, tokens_in, tokens_out, "length" if tokens_out >= max_tokens else "stop")
+
+
+# -- OpenAI-compatible endpoints -----------------------------------------------------------------
+def normalize_endpoint(url: str) -> str:
+    """`http://host:port` -> `http://host:port/v1` (a bare server root gets the OpenAI prefix)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"endpoint must be an http(s) URL, got {url!r}")
+    return url.rstrip("/") + ("/v1" if parts.path in ("", "/") else "")
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return float(value) * scale
+            except ValueError:
+                return None
+    return None
+
+
+def _status_reason(exc: Exception) -> str:
+    """A short reason from an API error: status and the server's message, never headers."""
+    status = getattr(exc, "status_code", None)
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = body["error"].get("message") or message
+    text = " ".join(str(message or getattr(exc, "message", "") or exc).split())[:300]
+    return f"HTTP {status}: {text}" if status else text
+
+
+class EndpointBackend(Backend):
+    """Any OpenAI-compatible chat-completions server through the `openai` async client."""
+
+    via = "endpoint"
+
+    def __init__(self, endpoint: str, model: str, dialect: str = "none", temperature: float = 0.0,
+                 seed: int | None = 0, timeout_s: float = 300.0, context_tokens: int | None = None,
+                 client: Any = None):
+        from openai import AsyncOpenAI
+
+        if dialect not in DIALECTS:
+            raise ValueError(f"dialect must be one of {DIALECTS} (or auto), got {dialect!r}")
+        self.endpoint = normalize_endpoint(endpoint)
+        self.name = model
+        self.dialect = dialect
+        self.temperature = temperature
+        self.seed = seed
+        self.context_tokens = context_tokens
+        # The openai client retries by itself; the engine does it instead, so it can count,
+        # back off with jitter and honour rate limits across requests.
+        self.client = client or AsyncOpenAI(base_url=self.endpoint, api_key=os.environ.get("OPENAI_API_KEY") or "none",
+                                            max_retries=0, timeout=timeout_s)
+
+    def with_dialect(self, dialect: str) -> EndpointBackend:
+        """The same endpoint and client speaking another structured-output dialect."""
+        return EndpointBackend(self.endpoint, self.name, dialect, self.temperature, self.seed,
+                               context_tokens=self.context_tokens, client=self.client)
+
+    def response_format(self, schema: type[BaseModel]) -> dict[str, Any] | None:
+        if self.dialect == "json_schema":
+            return {"type": "json_schema", "json_schema": {"name": schema.__name__, "strict": True,
+                                                           "schema": strict_schema(schema_json(schema))}}
+        if self.dialect == "json_object_schema":
+            return {"type": "json_object", "schema": schema_json(schema)}
+        return None
+
+    def params(self, schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"max_tokens": max_tokens, "temperature": self.temperature}
+        if self.seed is not None:
+            params["seed"] = self.seed
+        fmt = self.response_format(schema)
+        if fmt is not None:
+            params["response_format"] = fmt
+        return params
+
+    def body(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
+        return {"model": self.name, "messages": messages, **self.params(schema, max_tokens)}
+
+    async def check(self) -> None:
+        """List the models: proves the endpoint answers and accepts the key."""
+        import openai
+
+        try:
+            await self.client.models.list(timeout=30)
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise Fatal(f"endpoint {self.endpoint} rejected the API key from OPENAI_API_KEY "
+                        f"({_status_reason(exc)})") from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise Fatal(f"cannot reach endpoint {self.endpoint}: {type(cause).__name__}: "
+                        f"{' '.join(str(cause).split())[:200]}") from None
+        except openai.APIStatusError:
+            return  # some servers have no /models; the first request will tell
+
+    async def complete(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> Reply:
+        import openai
+
+        try:
+            resp = await self.client.chat.completions.create(
+                model=self.name, messages=messages, **self.params(schema, max_tokens))
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise Fatal(f"endpoint {self.endpoint} rejected the API key from OPENAI_API_KEY "
+                        f"({_status_reason(exc)})") from None
+        except openai.NotFoundError as exc:
+            raise Fatal(f"endpoint {self.endpoint} does not know model {self.name!r} or the chat "
+                        f"completions route ({_status_reason(exc)})") from None
+        except openai.RateLimitError as exc:
+            raise Transient(_status_reason(exc), _retry_after(exc)) from None
+        except openai.APITimeoutError:
+            raise Transient("timeout") from None
+        except openai.APIConnectionError as exc:
+            raise Transient(f"connection: {type(exc.__cause__ or exc).__name__}") from None
+        except openai.APIStatusError as exc:
+            if exc.status_code in (408, 409) or exc.status_code >= 500:
+                raise Transient(_status_reason(exc), _retry_after(exc)) from None
+            raise Rejected(_status_reason(exc)) from None
+        except ValueError as exc:  # a 200 whose body is not JSON (cut off in transit)
+            raise Transient(f"malformed reply body: {type(exc).__name__}") from None
+        try:
+            choice = resp.choices[0]
+            text = choice.message.content or ""
+            usage = resp.usage
+            tokens_in = int(usage.prompt_tokens) if usage else 0
+            tokens_out = int(usage.completion_tokens) if usage else 0
+        except (AttributeError, IndexError, TypeError, ValueError):
+            raise Transient("malformed reply body: no choices/message") from None
+        return Reply(text, tokens_in, tokens_out, choice.finish_reason)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def make_backend(model: str, endpoint: str | None, dialect: str, temperature: float, seed: int | None,
+                 timeout_s: float, context_tokens: int | None) -> Backend:
+    """The embedded backend for `model == "embedded"` without an endpoint, else an endpoint."""
+    if endpoint is None:
+        if model != EMBEDDED_NAME:
+            raise ValueError(f"model {model!r} needs --endpoint (only 'embedded' runs without one)")
+        return EmbeddedBackend(temperature, seed)
+    return EndpointBackend(endpoint, model, "none" if dialect == "auto" else dialect, temperature, seed,
+                           timeout_s, context_tokens)

@@ -1,0 +1,155 @@
+"""The QA recipe: every setting of `astrodata build-qa` in one validated model.
+
+Defaults live in `astrodata/recipes/qa.yaml`; a user's YAML overrides any subset (deep merge, as
+the corpus recipe does) and unknown keys are errors, so a typo fails loudly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from astrodata.recipe import Strict, _merge
+
+DEFAULT_QA_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "qa.yaml"
+
+Dialect = Literal["auto", "json_schema", "json_object_schema", "none"]
+KINDS = ("qa", "summary", "metadata", "instruct")
+
+
+class ModelSettings(Strict):
+    model: str
+    endpoint: str | None
+    dialect: Dialect
+    temperature: float
+    seed: int | None
+    context_tokens: int | None
+
+
+class JudgeSettings(Strict):
+    enabled: bool
+    model: str | None
+    endpoint: str | None
+    dialect: Dialect | None
+    threshold: int = Field(ge=1, le=5)
+    max_tokens: int
+    passage_chars: int
+
+
+class PassageSettings(Strict):
+    size_chars: int = Field(gt=0)
+    overlap_chars: int = Field(ge=0)
+    min_chars: int = Field(ge=0)
+    max_per_doc: int | None
+
+
+class QASettings(Strict):
+    enabled: bool
+    pairs_per_passage: int = Field(ge=1)
+    max_question_chars: int = Field(ge=16)
+    max_answer_chars: int = Field(ge=16)
+    max_tokens: int
+    abstract_chars: int
+
+
+class SummarySettings(Strict):
+    enabled: bool
+    input_chars: int
+    max_summary_chars: int = Field(ge=32)
+    max_tokens: int
+
+
+class MetadataSettings(Strict):
+    enabled: bool
+
+
+class EngineSettings(Strict):
+    concurrency: int = Field(ge=1)
+    requests_per_minute: float | None
+    tokens_per_minute: float | None
+    max_attempts: int = Field(ge=1)
+    invalid_retries: int = Field(ge=0)
+    timeout_s: float
+    backoff_base_s: float
+    backoff_max_s: float
+    chunk_docs: int = Field(ge=1)
+
+
+class Price(Strict):
+    input: float  # USD per million prompt tokens
+    output: float  # USD per million completion tokens
+
+
+class QADedupSettings(Strict):
+    exact: bool
+    near_threshold: float | None
+    ngram: int
+
+
+class QADecontamSettings(Strict):
+    benchmarks: list[str]
+    ngram: int
+    min_words: int
+
+
+class InstructSettings(Strict):
+    source: str | None
+    subset: str | None
+    split: str
+    limit: int | None
+    languages: list[str]
+    min_language_score: float
+    min_chars: int
+    max_chars: int
+    dedup: bool
+    decontam: bool
+    include_labels: dict[str, list[str]]
+    exclude_labels: dict[str, list[str]]
+
+
+class MixSettings(Strict):
+    proportions: dict[Literal["qa", "summary", "metadata", "instruct"], float] | None
+    total: int | None
+    seed: int
+
+
+class QARecipe(Strict):
+    generator: ModelSettings
+    judge: JudgeSettings
+    passages: PassageSettings
+    qa: QASettings
+    summary: SummarySettings
+    metadata: MetadataSettings
+    engine: EngineSettings
+    prices: dict[str, Price]
+    batch_discount: float
+    dedup: QADedupSettings
+    decontam: QADecontamSettings
+    instruct: InstructSettings
+    mix: MixSettings
+
+
+def load_qa_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> QARecipe:
+    """The default QA recipe, deep-merged with a user's YAML file and then with `overrides`."""
+    data = yaml.safe_load(DEFAULT_QA_RECIPE.read_text()) or {}
+    if path is not None:
+        user = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(user, dict):
+            raise ValueError(f"recipe {path}: expected a mapping at the top level")
+        data = _merge(data, user)
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        recipe = QARecipe.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"recipe {path or DEFAULT_QA_RECIPE}: {where}: {first['msg']}") from None
+    if recipe.passages.overlap_chars >= recipe.passages.size_chars:
+        raise ValueError("recipe: passages.overlap_chars must be smaller than passages.size_chars")
+    if recipe.mix.proportions is not None and any(v < 0 for v in recipe.mix.proportions.values()):
+        raise ValueError("recipe: mix.proportions must be >= 0")
+    return recipe
