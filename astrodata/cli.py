@@ -172,6 +172,41 @@ def build_corpus_cmd(
     )
 
 
+@command("build-qa")
+def build_qa_cmd(
+    corpus: Annotated[Path, typer.Option("--corpus", help="Corpus dataset folder (build-corpus output).")],
+    out: Annotated[Path, typer.Option("--out", help="Output dataset folder (QA layout: data/*.parquet).")],
+    workdir: WorkdirOpt = Path("astrodata-work"),
+    limit: Annotated[int | None, typer.Option(help="Take only the first N documents.")] = None,
+    endpoint: Annotated[str | None, typer.Option(
+        help="OpenAI-compatible base URL (key from $OPENAI_API_KEY); default: the embedded model.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
+    recipe: Annotated[Path | None, typer.Option(help="Recipe YAML overriding astrodata/recipes/qa.yaml.")] = None,
+    dialect: Annotated[str | None, typer.Option(
+        help="Structured output: auto | json_schema | json_object_schema | none.")] = None,
+    batch_write: Annotated[Path | None, typer.Option(
+        "--batch-write", help="Write uncached requests as an OpenAI Batch API JSONL file instead of sending them.")] = None,
+    batch_ingest: Annotated[Path | None, typer.Option(
+        "--batch-ingest", help="Store a Batch API result file's replies in the cache first.")] = None,
+) -> None:
+    """Generate graded QA pairs, summaries and metadata tasks from a corpus, plus the SFT mix (resumable)."""
+    from astrodata.qa.build import build_qa
+
+    stats = build_qa(corpus, out, workdir, limit=limit, endpoint=endpoint, model=model, recipe=recipe,
+                     dialect=dialect, batch_write=batch_write, batch_ingest=batch_ingest)
+    engine = stats["engine"]
+    spent = (f"{engine['requests_sent']} requests sent, {engine['cache_hits']} cached, "
+             f"{engine['tokens_in'] + engine['tokens_out']:,} tokens, ${engine['cost_usd']:.4f}")
+    if "output" not in stats:
+        console.print(f"build-qa: wrote {stats['batch_requests']} requests to {', '.join(stats['batch_files'])}; "
+                      f"run them, then --batch-ingest the results ({spent})", highlight=False)
+        return
+    items = ", ".join(f"{n} {k}" for k, n in sorted(stats["output"].items())) or "no items"
+    console.print(f"build-qa: {stats['documents']} documents -> {items} in {out}; {spent}; "
+                  f"failures and drops in {workdir}/catalog.duckdb (errors, qa_items, generation_requests)",
+                  highlight=False)
+
+
 @command("harvest")
 def harvest_cmd(
     method: Annotated[str, typer.Option("--method", help="api | oai | snapshot")],
@@ -238,6 +273,7 @@ def merge_cmd(
     base_from: Annotated[Path | None, typer.Option(
         "--base-from", help="Copy config/tokenizer/generation config/chat template from here (the instruct "
                             "model); default the first --model.")] = None,
+    max_shard_size: Annotated[str | None, typer.Option("--max-shard-size", help="Output shard size (5GB).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Merge YAML (training/configs/*-merge.yaml); "
                                                                   "options given here override it.")] = None,
 ) -> None:
@@ -248,7 +284,7 @@ def merge_cmd(
     cfg = load_config(MergeConfig, config) if config else None
     fields: dict[str, Any] = cfg.model_dump() if cfg else {}
     given = {"models": [parse_model_spec(m) for m in model or []] or None, "out": out, "dtype": dtype,
-             "base_from": base_from}
+             "base_from": base_from, "max_shard_size": max_shard_size}
     fields.update({k: v for k, v in given.items() if v is not None})
     summary = merge(MergeConfig.model_validate(fields))
     console.print(f"merge: {summary['tensors']} tensors in {summary['shards']} shard(s), "
