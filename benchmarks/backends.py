@@ -14,6 +14,7 @@ raises `NoLogprobs`; the methods then fall back to generated text and count the 
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
@@ -81,8 +82,6 @@ class HFBackend:
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
         self.max_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 4096)
-        import inspect
-
         params = inspect.signature(self.model.forward).parameters
         self._keep_arg = "logits_to_keep" in params
         # transformers 5.x renamed `past_key_values` to `cache` (the old name warns until 5.40)
