@@ -51,7 +51,7 @@ def write_corpus_card(out_dir: str | Path, title: str = "astrodata astronomy cor
         total_tokens=total_tokens,
         licenses=Counter(table.column("license").to_pylist()).most_common(),
         built_at=datetime.now(UTC).strftime("%Y-%m-%d"),
-        stats_json=json.dumps(stats, indent=2, sort_keys=True),
+        stats=stats,
     )
     path = out / "README.md"
     path.write_text(text)
