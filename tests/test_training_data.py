@@ -207,3 +207,14 @@ def test_bad_inputs_are_named(tmp_path, tokenizer):
         load_config(SFTConfig, cfg)
     with pytest.raises(ValueError, match="override 'max_steps' is not of the form key=value"):
         load_config(SFTConfig, None, ["dataset=x", "output_dir=y", "max_steps"])
+
+
+@pytest.mark.parametrize("name", ["astrosage-8b-cpt", "astrosage-8b-sft", "astrosage-8b-merge",
+                                  "smollm2-cpu-cpt", "smollm2-cpu-sft"])
+def test_shipped_configs_validate(name):
+    from training.config import CPTConfig, MergeConfig
+
+    cls = MergeConfig if name.endswith("merge") else CPTConfig if name.endswith("cpt") else SFTConfig
+    cfg = load_config(cls, Path(__file__).resolve().parents[1] / "training" / "configs" / f"{name}.yaml")
+    if isinstance(cfg, SFTConfig) and cfg.chat_template:
+        assert Path(cfg.chat_template).is_file()

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from astrodata.shards import CORPUS_SCHEMA, ShardWriter
+from astrodata.shards import CORPUS_SCHEMA, ShardWriter, shard_files
 
 QA_SCHEMA = pa.schema([
     ("id", pa.string()), ("kind", pa.string()),
@@ -58,8 +58,8 @@ def build_eprint_corpus(eprints: Path, out_dir: Path, limit: int | None = None, 
         from astrodata.corpus import CorpusOptions, build_corpus
 
         opts = CorpusOptions(out=out_dir, eprints=[eprints], workers=2, limit=limit, progress=False)
-        stats = build_corpus(out_dir.parent / f"{out_dir.name}-work", opts)
-        if stats.get("documents"):
+        build_corpus(out_dir.parent / f"{out_dir.name}-work", opts)
+        if shard_files(out_dir):
             return "astrodata.corpus.build_corpus"
     manifest = json.loads((eprints / "MANIFEST.json").read_text())
     with ShardWriter(out_dir, CORPUS_SCHEMA, rows_per_shard=8) as writer:

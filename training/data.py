@@ -20,12 +20,12 @@ import json
 import logging
 import re
 import shutil
-from collections import Counter
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow.compute as pc
 import torch
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,11 @@ def _cached(target: Path, build: Any) -> datasets.Dataset:
     return datasets.load_from_disk(str(target))
 
 
+def _n_tokens(ds: datasets.Dataset, column: str = "input_ids") -> int:
+    """Total list length of a column, computed in arrow (a Python list of 3B token ids would not fit)."""
+    return int(pc.sum(pc.list_value_length(ds.data.table.column(column))).as_py() or 0)
+
+
 def build_stats(cache_path: Path) -> dict[str, Any]:
     """Counts recorded when a cached dataset was built (tokens, blocks, rejected rows by reason)."""
     return json.loads((Path(cache_path) / "build_stats.json").read_text())
@@ -135,7 +140,7 @@ def build_cpt_dataset(dataset_dir: Path, tokenizer: Any, seq_len: int, cache_dir
         docs = rows.map(_tokenize_docs, batched=True, num_proc=num_proc, remove_columns=rows.column_names,
                         fn_kwargs={"tokenizer": tokenizer, "column": text_column, "eos_id": eos_id},
                         desc="tokenize")
-        n_tokens = sum(len(x) for x in docs["input_ids"])
+        n_tokens = _n_tokens(docs)
         blocks = docs.map(_pack_blocks, batched=True, batch_size=docs_per_group, num_proc=num_proc,
                           fn_kwargs={"seq_len": seq_len}, desc="pack")
         if len(blocks) == 0:
@@ -284,13 +289,15 @@ def build_sft_dataset(dataset_dir: Path, tokenizer: Any, seq_len: int, cache_dir
         enc = rows.map(_tokenize_sft, batched=True, num_proc=num_proc, remove_columns=rows.column_names,
                        fn_kwargs={"tokenizer": tokenizer, "column": messages_column, "max_len": seq_len},
                        desc="render+tokenize")
-        rejected = Counter(r for r in enc["reject"] if r)
-        kept = enc.filter(lambda r: not r, input_columns="reject").remove_columns("reject")
+        counts = pc.value_counts(enc.data.table.column("reject")).to_pylist()
+        rejected = {c["values"]: c["counts"] for c in counts if c["values"]}
+        kept = enc.filter(lambda r: not r, input_columns="reject").remove_columns("reject").flatten_indices()
         if len(kept) == 0:
-            raise ValueError(f"{dataset_dir}: no usable conversation in {len(rows)} rows ({dict(rejected)})")
-        n_tokens = sum(len(x) for x in kept["input_ids"])
-        stats = {"rows": len(rows), "examples": len(kept), "tokens": n_tokens, "rejected": dict(rejected),
-                 "loss_tokens": sum(sum(y != IGNORE for y in x) for x in kept["labels"])}
+            raise ValueError(f"{dataset_dir}: no usable conversation in {len(rows)} rows ({rejected})")
+        n_tokens = _n_tokens(kept)
+        labels = pc.list_flatten(kept.data.table.column("labels"))
+        stats = {"rows": len(rows), "examples": len(kept), "tokens": n_tokens, "rejected": rejected,
+                 "loss_tokens": int(pc.sum(pc.not_equal(labels, IGNORE)).as_py() or 0)}
         if packing:
             kept = kept.map(_pack_examples, batched=True, batch_size=pack_batch, num_proc=num_proc,
                             fn_kwargs={"seq_len": seq_len}, desc="pack")

@@ -26,7 +26,11 @@ log = logging.getLogger("training")
 
 @dataclass
 class RunResult:
-    """What a training run produced: where the model is, the step reached, the loss curve, throughput."""
+    """What a training run produced: where the model is, the step reached, the loss curve, throughput.
+
+    `tokens_seen` counts token positions fed to the model: exact for CPT blocks and unpacked SFT (the
+    attention mask excludes padding); packed SFT rows also count the padding at their ends (1 - fill
+    of the packed dataset, a few percent)."""
 
     output_dir: Path
     global_step: int
@@ -50,7 +54,9 @@ def cache_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.output_dir) / "dataset-cache"
 
 
-def training_arguments(cfg: TrainConfig) -> Any:
+def training_arguments(cfg: TrainConfig, count_tokens: str = "all") -> Any:
+    """TrainingArguments for `cfg`. `count_tokens` is how `num_input_tokens_seen` counts: `all` positions
+    (right when batches hold no padding) or `non_padding` (from the attention mask)."""
     from transformers import TrainingArguments
 
     fsdp_owns_checkpointing = os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true"
@@ -73,7 +79,7 @@ def training_arguments(cfg: TrainConfig) -> Any:
         "save_total_limit": cfg.save_total_limit,
         "seed": cfg.seed,
         "report_to": "none",
-        "include_num_input_tokens_seen": "non_padding",
+        "include_num_input_tokens_seen": count_tokens,
         "dataloader_pin_memory": torch.cuda.is_available(),
     }
     args.update(cfg.trainer)

@@ -56,7 +56,7 @@ def check_turn_ends(dataset: Any, eot_id: int, eot: str, sample: int = 200) -> N
 
 def run(cfg: SFTConfig) -> RunResult:
     """Fine-tune `cfg.model` on the QA dataset at `cfg.dataset`; the model lands in `cfg.output_dir`."""
-    args = training_arguments(cfg)
+    args = training_arguments(cfg, count_tokens="all" if cfg.packing else "non_padding")
     model, tokenizer = load_model(cfg)
     eot_id = setup_chat(cfg, model, tokenizer)
     with args.main_process_first(desc="render and tokenize the QA set", local=False):
