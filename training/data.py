@@ -107,7 +107,7 @@ def build_stats(cache_path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- CPT
 
 def _tokenize_docs(batch: dict[str, list], tokenizer: Any, column: str, eos_id: int) -> dict[str, list]:
-    ids = tokenizer(batch[column], add_special_tokens=False)["input_ids"]
+    ids = tokenizer([text or "" for text in batch[column]], add_special_tokens=False)["input_ids"]
     return {"input_ids": [doc + [eos_id] for doc in ids]}
 
 
