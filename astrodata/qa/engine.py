@@ -74,16 +74,27 @@ def request_key(model: str, messages: list[dict[str, str]], params: dict[str, An
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
+_BAD_ESCAPE = re.compile(r'(?<!\\)((?:\\\\)*)\\(?=[^"\\/bfnrtu])')
 
 
 def validate_reply(text: str, schema: type[BaseModel]) -> tuple[BaseModel | None, str | None]:
-    """(value, None) when the reply is the schema's JSON (a Markdown code fence around it is
-    accepted), else (None, a short reason)."""
+    r"""(value, None) when the reply is the schema's JSON, else (None, a short reason).
+
+    Two slips are forgiven because they do not change the content: a Markdown code fence around
+    the JSON, and LaTeX backslashes left unescaped inside strings (`$\\mu$` written as `$\mu$`,
+    common in astronomy text), which are read as literal backslashes.
+    """
     m = _FENCE.match(text)
     body = m.group(1) if m else text.strip()
     try:
         return schema.model_validate_json(body), None
     except ValidationError as exc:
+        fixed = _BAD_ESCAPE.sub(r"\1\\\\", body)
+        if fixed != body:
+            try:
+                return schema.model_validate_json(fixed), None
+            except ValidationError:
+                pass
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         return None, f"{where + ': ' if where else ''}{err['msg']}"[:300]

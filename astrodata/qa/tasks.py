@@ -64,7 +64,9 @@ def metadata_templates() -> tuple[str, dict[str, dict[str, Any]]]:
 
 # -- output schemas -------------------------------------------------------------------------------
 class _Reply(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Extra keys in a reply are ignored (weak models add some), missing or wrong ones are errors."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 @cache
