@@ -199,12 +199,12 @@ def build_qa_cmd(
              f"{engine['tokens_in'] + engine['tokens_out']:,} tokens, ${engine['cost_usd']:.4f}")
     if "output" not in stats:
         console.print(f"build-qa: wrote {stats['batch_requests']} requests to {', '.join(stats['batch_files'])}; "
-                      f"run them, then --batch-ingest the results ({spent})", highlight=False)
+                      f"run them, then --batch-ingest the results ({spent})", highlight=False, soft_wrap=True)
         return
     items = ", ".join(f"{n} {k}" for k, n in sorted(stats["output"].items())) or "no items"
     console.print(f"build-qa: {stats['documents']} documents -> {items} in {out}; {spent}; "
                   f"failures and drops in {workdir}/catalog.duckdb (errors, qa_items, generation_requests)",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
 
 
 @command("harvest")

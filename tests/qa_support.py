@@ -100,6 +100,10 @@ class FaultProxy:
     def close(self) -> None:
         async def stop() -> None:
             self._server.close()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in others:
+                t.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
             await self._client.aclose()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
@@ -121,8 +125,8 @@ class FaultProxy:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 if not await self._respond(method, path, headers, body, writer):
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return  # a client gone, or the proxy shutting down (a hanging reply is cancelled)
         finally:
             writer.close()
 
