@@ -73,7 +73,7 @@ def eval_cmd(
     score = "no answer key" if r["accuracy"] is None else (
         f"accuracy {100 * r['accuracy']:.1f}% (95% CI {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f})")
     console.print(f"eval: {r['n_questions']} questions, {score}, {r['fallbacks']} fallbacks, "
-                  f"{r['questions_per_s']} questions/s -> {out}", highlight=False)
+                  f"{r['questions_per_s']} questions/s -> {out}", highlight=False, soft_wrap=True)
 
 
 @command("report")
@@ -86,7 +86,7 @@ def report_cmd(
     from benchmarks.report import build_report, parse_costs
 
     paths = build_report(results, out, costs=parse_costs(cost or []))
-    console.print(f"report: {', '.join(str(p) for p in paths.values())}", highlight=False)
+    console.print(f"report: {', '.join(str(p) for p in paths.values())}", highlight=False, soft_wrap=True)
 
 
 @command("eval-general")
@@ -104,7 +104,7 @@ def eval_general_cmd(
 
     r = run_general(model, out, tasks=tasks.split(",") if tasks else None, dtype=dtype, batch_size=batch_size,
                     limit=limit, lm_eval=lm_eval)
-    console.print(f"eval-general: {len(r['scores'])} tasks -> {out}", highlight=False)
+    console.print(f"eval-general: {len(r['scores'])} tasks -> {out}", highlight=False, soft_wrap=True)
 
 
 @command("export-lm-eval")
@@ -119,7 +119,7 @@ def export_lm_eval_cmd(
     from benchmarks.lm_eval_export import export_task
 
     path = export_task(data, out, task=task, few_shot=few_shot, answer_key=answer_key)
-    console.print(f"export-lm-eval: {path}", highlight=False)
+    console.print(f"export-lm-eval: {path}", highlight=False, soft_wrap=True)
 
 
 @command("build-corpus")
