@@ -1,5 +1,8 @@
 """Linear merge of two SmolLM2 variants saved as sharded safetensors: exact against a direct fp32
-computation, loadable, metadata from the instruct side, and clear refusals of incompatible inputs."""
+computation, loadable, metadata from the instruct side, and clear refusals of incompatible inputs.
+
+The variants keep SmolLM2's first 4 layers (real weights, tied embeddings, 10 MB shards) to fit the
+test budget; scripts/compare_mergekit.py merges the full model."""
 
 from __future__ import annotations
 
@@ -18,7 +21,15 @@ from training.merge import merge, parse_model_spec, read_checkpoint
 
 @pytest.fixture(scope="module")
 def variants(embedded_model, tmp_path_factory):
-    return make_variants(embedded_model, tmp_path_factory.mktemp("variants"), max_shard_size="40MB", vocab_extra=64)
+    return make_variants(embedded_model, tmp_path_factory.mktemp("variants"), max_shard_size="10MB",
+                         vocab_extra=64, num_hidden_layers=4)
+
+
+@pytest.fixture(scope="module")
+def direct(variants) -> dict[str, torch.Tensor]:
+    """0.75 * a + 0.25 * b computed directly in fp32 from the full tensors."""
+    ta, tb = _tensors(variants[0]), _tensors(variants[1])
+    return {k: ta[k].to(torch.float32) * 0.75 + tb[k].to(torch.float32) * 0.25 for k in ta}
 
 
 def _tensors(folder) -> dict[str, torch.Tensor]:
@@ -30,25 +41,20 @@ def _tensors(folder) -> dict[str, torch.Tensor]:
     return out
 
 
-def _direct(a, b, wa, wb) -> dict[str, torch.Tensor]:
-    ta, tb = _tensors(a), _tensors(b)
-    return {k: ta[k].to(torch.float32) * wa + tb[k].to(torch.float32) * wb for k in ta}
-
-
-def test_merge_equals_direct_fp32(variants, tmp_path):
+def test_merge_equals_direct_fp32(variants, direct, tmp_path):
     a, b = variants[:2]
-    assert len(read_checkpoint(a).files) == 272 and len(set(read_checkpoint(a).files.values())) > 4
+    assert len(read_checkpoint(a).files) == 2 + 4 * 9 and len(set(read_checkpoint(a).files.values())) > 4
     out = tmp_path / "merged"
     summary = merge(MergeConfig(models=[{"path": a, "weight": 0.75}, {"path": b, "weight": 0.25}], out=out,
-                                dtype="float32", base_from=b, max_shard_size="60MB"))
-    merged, direct = _tensors(out), _direct(a, b, 0.75, 0.25)
+                                dtype="float32", base_from=b, max_shard_size="20MB"))
+    merged = _tensors(out)
     assert merged.keys() == direct.keys() and "lm_head.weight" not in merged  # tied: the head is the embedding
     for name, tensor in direct.items():
         assert merged[name].dtype == torch.float32
         assert torch.equal(merged[name], tensor), name
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"]) == set(direct) and summary["shards"] == len(set(index["weight_map"].values()))
-    assert summary["shards"] > 4
+    assert summary["shards"] > 3
     # Metadata comes from base_from: its generation config stops on [2, 0].
     assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == [2, 0]
     assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
@@ -60,7 +66,7 @@ def test_merge_equals_direct_fp32(variants, tmp_path):
     assert torch.equal(model.get_output_embeddings().weight, direct["model.embed_tokens.weight"])
 
 
-def test_cli_merge_bfloat16_normalised_weights(variants, tmp_path):
+def test_cli_merge_bfloat16_normalised_weights(variants, direct, tmp_path):
     from astrodata.cli import app
 
     a, b = variants[:2]
@@ -68,7 +74,7 @@ def test_cli_merge_bfloat16_normalised_weights(variants, tmp_path):
     res = CliRunner().invoke(app, ["merge", "--model", f"{a}:3", "--model", f"{b}:1", "--out", str(out),
                                    "--base-from", str(b)])
     assert res.exit_code == 0, res.output
-    merged, direct = _tensors(out), _direct(a, b, 0.75, 0.25)
+    merged = _tensors(out)
     for name, tensor in direct.items():
         assert merged[name].dtype == torch.bfloat16
         assert torch.equal(merged[name], tensor.to(torch.bfloat16)), name
@@ -98,8 +104,8 @@ def test_merge_refuses_incompatible_inputs(variants, tmp_path, embedded_model):
     from transformers import AutoModelForCausalLM
 
     shallow = tmp_path / "shallow"
-    AutoModelForCausalLM.from_pretrained(embedded_model, num_hidden_layers=4).save_pretrained(shallow)
-    with pytest.raises(ValueError, match=r"different tensor names: only in .*variant-a: \['model.layers.10"):
+    AutoModelForCausalLM.from_pretrained(embedded_model, num_hidden_layers=2).save_pretrained(shallow)
+    with pytest.raises(ValueError, match=r"different tensor names: only in .*variant-a: \['model.layers.2"):
         merge(cfg(a, shallow))
     with pytest.raises(FileNotFoundError, match="no model.safetensors or model.safetensors.index.json"):
         merge(cfg(a, tmp_path))

@@ -96,12 +96,14 @@ def write_qa(out_dir: Path, rows: list[dict[str, Any]], rows_per_shard: int = 10
     return out_dir
 
 
-def make_variants(base: Path, out_root: Path, max_shard_size: str = "40MB", vocab_extra: int = 0) -> list[Path]:
+def make_variants(base: Path, out_root: Path, max_shard_size: str = "40MB", vocab_extra: int = 0,
+                  num_hidden_layers: int | None = None) -> list[Path]:
     """Two SmolLM2 variants (base weights plus/minus 1% of themselves rolled by one element, a cheap
     deterministic perturbation that differs per tensor), saved as sharded bf16 safetensors.
 
     The second one gets a generation config that stops on an extra token, so a merge can show whose
-    metadata it copied. `vocab_extra` > 0 also writes a third variant with a larger vocabulary.
+    metadata it copied. `vocab_extra` > 0 also writes a third variant with a larger vocabulary;
+    `num_hidden_layers` keeps only the first layers (the tests' budget).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -109,7 +111,8 @@ def make_variants(base: Path, out_root: Path, max_shard_size: str = "40MB", voca
     tokenizer = AutoTokenizer.from_pretrained(base)
     paths = []
     for i, sign in enumerate((1.0, -1.0)):
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
+        extra = {"num_hidden_layers": num_hidden_layers} if num_hidden_layers else {}
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16, **extra)
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(sign * 0.01 * p.flatten().roll(1).view_as(p))
