@@ -10,7 +10,8 @@ chat request is keyed by its canonical JSON body. The proxy
 - injects faults into a share of the replies, decided by a seeded hash of (body, how many times
   this body arrived): HTTP 429 (with Retry-After), HTTP 500, a timeout (the connection hangs,
   then closes) and truncated JSON (a 200 whose body is cut in half). The same seed gives the
-  same faults whatever the arrival order;
+  same faults whatever the arrival order. `force` lists faults given to the first chat requests
+  in order, so a short run still meets every kind;
 - counts deliveries: `repeats` lists bodies that arrived again after a successful reply to
   them was delivered (a request sent twice after it succeeded);
 - optionally demands a bearer key (answers 401 like OpenAI otherwise) and delays replies.
@@ -69,11 +70,12 @@ def body_key(body: dict[str, Any]) -> str:
 class FaultProxy:
     def __init__(self, upstream: str, *, fault_rate: float = 0.0, seed: int = 0, hang_s: float = 5.0,
                  recordings: dict[str, tuple[int, bytes]] | None = None, delay_s: float = 0.0,
-                 require_key: str | None = None):
+                 require_key: str | None = None, force: tuple[str, ...] = ()):
         self.upstream = upstream.rstrip("/")
         self.fault_rate, self.seed, self.hang_s, self.delay_s = fault_rate, seed, hang_s, delay_s
         self.recordings = recordings if recordings is not None else {}
         self.require_key = require_key
+        self.force = list(force)
         self.arrivals: Counter[str] = Counter()
         self.delivered: Counter[str] = Counter()
         self.bodies: dict[str, dict[str, Any]] = {}
@@ -160,6 +162,8 @@ class FaultProxy:
             self.repeats.append(key)
         rng = random.Random(f"{self.seed}|{key}|{n}")
         fault = rng.choice(FAULTS) if rng.random() < self.fault_rate else None
+        if self.force:
+            fault = self.force.pop(0)
         if fault == "429":
             self.faults[fault] += 1
             await self._write(writer, 429, b'{"error": {"message": "Rate limit reached", "type": "requests"}}',

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from astrodata.models import EMBEDDED_NAME, embedded_model_path
 
 DIALECTS = ("json_schema", "json_object_schema", "none")
 EMBEDDED_GENERATOR = "embedded/SmolLM2-135M-Instruct"
+_KEYLIKE = re.compile(r"\b(?:sk|key)-[A-Za-z0-9_*.\-]{4,}")
 
 
 class BackendError(Exception):
@@ -211,7 +213,11 @@ def _status_reason(exc: Exception) -> str:
     message = body.get("message") if isinstance(body, dict) else None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         message = body["error"].get("message") or message
-    text = " ".join(str(message or getattr(exc, "message", "") or exc).split())[:300]
+    text = " ".join(str(message or getattr(exc, "message", "") or exc).split())
+    key = os.environ.get("OPENAI_API_KEY")
+    if key:
+        text = text.replace(key, "***")
+    text = _KEYLIKE.sub("***", text)[:300]  # servers may echo a masked key ("sk-ab***yz")
     return f"HTTP {status}: {text}" if status else text
 
 

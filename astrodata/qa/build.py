@@ -265,8 +265,13 @@ class Builder:
 
     async def generate(self, docs: list[dict[str, Any]], first_index: int) -> None:
         """One chunk of documents, all in flight together (the engine bounds the concurrency)."""
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self.document_items(first_index + i, d)) for i, d in enumerate(docs)]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self.document_items(first_index + i, d)) for i, d in enumerate(docs)]
+        except ExceptionGroup as group:  # report the cause (e.g. a Fatal), not the group
+            while isinstance(group, ExceptionGroup):
+                group = group.exceptions[0]
+            raise group from None
         self.insert([r for t in tasks for r in t.result()])
 
     def insert(self, rows: list[dict[str, Any]]) -> None:
@@ -439,6 +444,9 @@ def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limi
                 builder.generator = generator.with_dialect(await probe_dialect(engine, generator))
                 if judge is generator:
                     builder.judge = builder.generator
+                elif isinstance(judge, EndpointBackend) and judge.endpoint == generator.endpoint \
+                        and rec.judge.dialect is None:
+                    builder.judge = judge.with_dialect(builder.generator.dialect)
             stats["dialect"] = builder.generator.dialect
             with engine:
                 docs = iter_docs(corpus, limit)
