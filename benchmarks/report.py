@@ -180,20 +180,25 @@ def plot_score_vs_cost(entries: list[dict[str, Any]], out: Path) -> dict[str, Pa
     scores = [e["score"] for e in scored] or [50.0]
     ax.set_ylim(max(0, min(scores) - 8), min(100, max(scores) + 5))
     edge = blended_transform_factory(ax.transAxes, ax.transData)
-    last = {"right": None, "left": None}  # labels of close scores alternate sides so they stay legible
+    # labels of close scores take turns at the right, left and middle of the axes so they stay legible
+    last: dict[str, float] = {}
+    spots = {"right": 0.995, "left": 0.005, "center": 0.5}
     lines = sorted((e for e in scored if e["cost"] is None and e["kind"] == "published"), key=lambda e: -e["score"])
     for e in lines:
         ax.axhline(e["score"], color="0.6", lw=0.8, ls="--", zorder=1)
-        side = "right" if last["right"] is None or last["right"] - e["score"] > 1.5 else "left"
+        side = next((s for s in spots if s not in last or last[s] - e["score"] > 1.5), "right")
         last[side] = e["score"]
-        ax.text(0.995 if side == "right" else 0.005, e["score"], f"{e['label']} {e['score']:.1f}", transform=edge,
-                ha=side, va="bottom", fontsize=7, color="0.35")
+        ax.text(spots[side], e["score"], f"{e['label']} {e['score']:.1f}", transform=edge, ha=side,
+                va="bottom", fontsize=7, color="0.35")
+    seen: dict[tuple[float, float], int] = {}
     for e in placed:
         ours = e["kind"] == "ours"
         ax.scatter(e["cost"], e["score"], marker="*" if ours else "o", s=160 if ours else 60,
                    color="tab:red" if ours else "tab:blue", zorder=3,
                    edgecolors="black" if e.get("open_weights") else "none", linewidths=1.2)
-        ax.annotate(e["label"], (e["cost"], e["score"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        stacked = seen[(e["cost"], e["score"])] = seen.get((e["cost"], e["score"]), -1) + 1
+        ax.annotate(e["label"], (e["cost"], e["score"]), textcoords="offset points", xytext=(6, 4 - 11 * stacked),
+                    fontsize=8)
     unplaced = [e["label"] for e in scored if e["cost"] is None and e["kind"] == "ours"]
     if unplaced:
         ax.text(0.01, 0.01, "not placed (no --cost): " + ", ".join(unplaced), transform=ax.transAxes,

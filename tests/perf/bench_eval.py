@@ -7,7 +7,7 @@ are not counted against it. Each configuration runs `--reps` times, alternating,
 (the machine is shared; the load average is printed).
 
 Usage: .venv/bin/python tests/perf/bench_eval.py [--copies 4] [--batch-size 8] [--few-shot 0]
-       [--lm-eval-python /work/lmeval-venv/bin/python] [--reps 2]
+       [--lm-eval-python /work/lmeval-venv/bin/python] [--reps 2] [--skip-batch-one]
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--lm-eval-python", default="/work/lmeval-venv/bin/python")
+    parser.add_argument("--skip-batch-one", action="store_true", help="Skip lm-eval at its default batch size 1.")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     n = make_data(args.copies, tmp / "questions.jsonl")
@@ -96,6 +97,8 @@ def main() -> int:
                                                                   args.batch_size),
         "lm-eval (batch 1, its default)": lambda: run_lm_eval(args.lm_eval_python, model_path, tmp / "task", 1),
     }
+    if args.skip_batch_one:
+        configs.pop("lm-eval (batch 1, its default)")
     best: dict[str, float] = {}
     accuracy: dict[str, float] = {}
     for rep in range(args.reps):
