@@ -107,8 +107,10 @@ def main() -> int:
     qa = work / "qa"
     if not (qa / "data").is_dir():
         write_qa(qa, sharegpt_messages(SHARED / "sharegpt" / "llamafactory__glaive_toolcall_en_demo.json"))
+    # SFT starts from the CPT model when this work folder has one (the recipe's order), else from SmolLM2.
+    sft_model = work / "cpt" if (work / "cpt" / "model.safetensors").is_file() else "embedded"
     sft_cfg = load_config(SFTConfig, ROOT / "training/configs/smollm2-cpu-sft.yaml", [
-        f"model={work / 'cpt'}", f"dataset={qa}", f"output_dir={work / 'sft'}", f"max_steps={ns.steps}",
+        f"model={sft_model}", f"dataset={qa}", f"output_dir={work / 'sft'}", f"max_steps={ns.steps}",
         "resume=null"])
     ok &= report("SFT", sft.run(sft_cfg))
     return 0 if ok else 1

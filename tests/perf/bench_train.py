@@ -68,17 +68,18 @@ def run_trl(kind: str, data: Path, out: Path, steps: int) -> dict:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
     rows = datasets.Dataset.from_parquet([str(f) for f in sorted((data / "data").glob("*.parquet"))])
     rows = rows.select_columns(["text"] if kind == "cpt" else ["messages"])
-    args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=COMMON["batch_size"],
-                     learning_rate=COMMON["learning_rate"], warmup_steps=COMMON["warmup"], logging_steps=1,
-                     lr_scheduler_type="cosine", save_strategy="no", report_to="none", bf16=False,
-                     gradient_checkpointing=False, include_num_input_tokens_seen="all", packing=True,
-                     max_length=256 if kind == "cpt" else 512,
-                     packing_strategy="wrapped" if kind == "cpt" else "bfd")
+    settings = dict(output_dir=str(out), max_steps=steps, per_device_train_batch_size=COMMON["batch_size"],
+                    learning_rate=COMMON["learning_rate"], warmup_steps=COMMON["warmup"], logging_steps=1,
+                    lr_scheduler_type="cosine", save_strategy="no", report_to="none", bf16=False,
+                    gradient_checkpointing=False, include_num_input_tokens_seen="all", packing=True,
+                    max_length=256 if kind == "cpt" else 512,
+                    packing_strategy="wrapped" if kind == "cpt" else "bfd")
+    args = SFTConfig(**settings)
     refusal = None
     if kind == "sft":  # what TRL says about assistant-only loss with this template
         try:
-            SFTTrainer(model=model, args=args.__class__(**{**args.to_dict(), "assistant_only_loss": True}),
-                       train_dataset=rows, processing_class=tokenizer)
+            SFTTrainer(model=model, args=SFTConfig(**settings, assistant_only_loss=True), train_dataset=rows,
+                       processing_class=tokenizer)
         except Exception as exc:  # noqa: BLE001 - recorded, not hidden
             refusal = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer)
