@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import pyarrow as pa
@@ -232,7 +233,7 @@ class Builder:
             return []
         self.counts["summary_ok"] += 1
         prompt = load_prompt("summary")
-        user = prompt.item_user.replace("$title", ctx["title"]) if prompt.item_user else ctx["title"]
+        user = Template(prompt.item_user or "$title").substitute(title=ctx["title"])
         return [self._row(doc_index, -1_000_000, "summary", _item_id("summary", doc["id"], prompt.version,
                                                                      self.generator.name),
                           [{"role": "user", "content": user},
@@ -474,10 +475,16 @@ def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limi
 
         decontaminator = Decontaminator.from_files(rec.decontam.benchmarks, "drop", rec.decontam.ngram,
                                                    rec.decontam.min_words)
-    items, instruct_counts = instruct_items(
-        rec.instruct, decontaminator, lambda row_id, reason: run.error(f"instruct:{row_id}", "qa-instruct", reason))
-    builder.insert([builder._row(n_docs + i, 0, "instruct", it["id"], it["messages"], None,
-                                 source_id=it["source_id"], generator=it["generator"]) for i, it in enumerate(items)])
+    instruct_counts: Counter[str] = Counter()
+    items = instruct_items(rec.instruct, decontaminator,
+                           lambda row_id, reason: run.error(f"instruct:{row_id}", "qa-instruct", reason),
+                           instruct_counts)
+    position = 0
+    while batch := list(islice(items, 10_000)):  # streamed: the 7M rows are never all in memory
+        builder.insert([builder._row(n_docs, position + i, "instruct", it["id"], it["messages"], None,
+                                     source_id=it["source_id"], generator=it["generator"])
+                        for i, it in enumerate(batch)])
+        position += len(batch)
     stats["instruct"] = dict(instruct_counts)
     builder.select(decontaminator)
     stats.update(builder.counts)

@@ -171,8 +171,7 @@ class Outcome:
     status: str  # ok | invalid | failed | rejected | deferred
     value: BaseModel | None = None
     error: str | None = None
-    key: str = ""
-    requests: int = 0  # requests this job needed (cached ones included)
+    key: str = ""  # the cache key of the last request of the job (after repair turns)
 
 
 @dataclass
@@ -253,7 +252,6 @@ class Engine:
             params = job.backend.params(job.schema, job.max_tokens)
             key = request_key(job.backend.name, messages, params, job.schema)
             result = await self._request(job, messages, key)
-            outcome.requests += 1
             outcome.key = key
             if result.status != "replied":
                 outcome.status, outcome.error = result.status, result.error
@@ -263,7 +261,7 @@ class Engine:
                 self.con.execute("UPDATE generation_requests SET status = ?, error = ? WHERE key = ?",
                                  ["ok" if value is not None else "invalid", error, key])
             if value is not None:
-                return Outcome("ok", value, None, key, outcome.requests)
+                return Outcome("ok", value, None, key)
             outcome.error = error
             if turn < repairs:
                 self.stats.repairs += 1

@@ -156,15 +156,13 @@ def language_reason(record: dict[str, Any], text: str, s: InstructSettings) -> s
     return None if score >= s.min_language_score else f"language score {score:.2f} < {s.min_language_score}"
 
 
-def instruct_items(s: InstructSettings, decontaminator: Decontaminator | None,
-                   reject: Any) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """Read, convert and filter the instruct source. `reject(name, reason)` records each dropped
-    row; returns the kept items (QA layout fields) and the counts per outcome."""
+def instruct_items(s: InstructSettings, decontaminator: Decontaminator | None, reject: Any,
+                   counts: Counter[str]) -> Iterator[dict[str, Any]]:
+    """Read, convert and filter the instruct source, yielding the kept items (QA layout fields).
+    `reject(row_id, reason)` records each dropped row; `counts` collects the outcomes."""
     if not s.source:
-        return [], Counter()
-    counts: Counter[str] = Counter()
+        return
     seen: set[str] = set()
-    items: list[dict[str, Any]] = []
     generator = Path(s.source).name if Path(s.source).exists() else f"{s.source}:{s.subset or 'default'}"
     for name, record in read_rows(s.source, s.subset, s.split):
         if s.limit is not None and counts["read"] >= s.limit:
@@ -196,6 +194,5 @@ def instruct_items(s: InstructSettings, decontaminator: Decontaminator | None,
             continue
         seen.add(digest)
         counts["kept"] += 1
-        items.append({"id": f"instruct-{text_hash(generator + '|' + row_id)[:20]}", "kind": "instruct",
-                      "messages": messages, "source_id": row_id, "generator": generator})
-    return items, counts
+        yield {"id": f"instruct-{text_hash(generator + '|' + row_id)[:20]}", "kind": "instruct",
+               "messages": messages, "source_id": row_id, "generator": generator}
