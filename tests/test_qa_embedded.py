@@ -70,7 +70,10 @@ def test_embedded_end_to_end_on_a_real_paper(tmp_path):
     from astrodata.models import embedded_model_path
 
     tok = AutoTokenizer.from_pretrained(embedded_model_path())  # what SFTTrainer does with `messages`
-    assert all(tok.apply_chat_template(row["messages"], tokenize=False).count("<|im_start|>") == 2 for row in ds)
+    for row in ds:
+        text = tok.apply_chat_template(row["messages"], tokenize=False)
+        user, answer = (m["content"] for m in row["messages"])
+        assert text.endswith(f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n")
     again = build_qa(corpus, tmp_path / "out", tmp_path / "work", overrides=SMALL, progress=False)
     assert again["engine"]["requests_sent"] == 0 and again["engine"]["cache_hits"] == e["requests_sent"]
     assert list(read_rows(tmp_path / "out")) == rows
