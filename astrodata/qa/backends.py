@@ -26,7 +26,6 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,9 +66,7 @@ class Reply:
     finish_reason: str | None
 
 
-@cache
 def schema_json(schema: type[BaseModel]) -> dict[str, Any]:
-    """The schema's JSON Schema (cached: pydantic builds it anew on every call, ~0.5 ms)."""
     return schema.model_json_schema()
 
 

@@ -358,7 +358,7 @@ async def probe_dialect(engine: Engine, backend: EndpointBackend) -> str:
     for dialect in ("json_schema", "json_object_schema"):
         candidate = backend.with_dialect(dialect)
         job = Job(candidate, "probe", f"dialect {dialect}", [{"role": "user", "content": "Say hello."}],
-                  probe, 16, repairs=0, attempts=2)
+                  probe, 24, repairs=0, attempts=2)
         if (await engine.run(job)).status == "ok":
             return dialect
     return "none"

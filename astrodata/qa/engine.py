@@ -1,9 +1,10 @@
 """The request engine: bounded concurrency, rate limits, retries, validation and a durable cache.
 
 Every request is keyed by a hash of (model, messages, parameters, reply schema). Before sending,
-the engine looks the key up in the catalog's `generation_requests` table; a reply is committed
-there within FLUSH_S (group commit), so a re-run, or a resume after kill -9, never pays twice for
-a reply it already stored. Identical requests in flight at the same time share one call.
+the engine looks the key up in the catalog's `generation_requests` table; after a reply arrives it
+writes the reply there at once (DuckDB commits each statement), so a re-run, or a resume after
+kill -9, never pays twice for a reply it already got. Identical requests in flight at the same time
+share one call.
 
 Failures are classified by the backend: transient ones (429, 5xx, timeouts, replies cut off in
 transit) are retried with full-jitter exponential backoff (honouring Retry-After) up to
@@ -30,7 +31,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
@@ -60,18 +60,6 @@ CREATE TABLE IF NOT EXISTS generation_requests (
 
 # Statuses whose reply is kept: such a request is never sent again.
 REPLIED = ("ok", "invalid", "replied")
-
-# Group commit: a DuckDB commit costs ~6-10 ms per statement, an Arrow-backed insert of 100 rows
-# ~0.2 ms per row, so replies are written in batches at most FLUSH_S apart. A kill -9 loses at
-# most the replies of that last fraction of a second (they are asked again on resume).
-FLUSH_S = 0.1
-FLUSH_ROWS = 512
-BUFFER_SCHEMA = pa.schema([
-    ("key", pa.string()), ("task", pa.string()), ("label", pa.string()), ("model", pa.string()),
-    ("via", pa.string()), ("request", pa.string()), ("response", pa.string()), ("status", pa.string()),
-    ("error", pa.string()), ("attempts", pa.int32()), ("tokens_in", pa.int64()), ("tokens_out", pa.int64()),
-    ("cost_usd", pa.float64()), ("latency_s", pa.float64()), ("run_id", pa.string()), ("updated_at", pa.timestamp("us")),
-])
 
 REPAIR = ("Your reply was not valid: {error}. Reply again with only the JSON object, "
           "following the requested format exactly.")
@@ -230,8 +218,6 @@ class Engine:
         self.rng = rng or random.Random()
         self._sem: asyncio.Semaphore | None = None
         self._inflight: dict[str, asyncio.Future[_Result]] = {}
-        self._buffer: dict[str, dict[str, Any]] = {}  # rows waiting for the next group commit
-        self._active = 0
         self._t0 = time.monotonic()
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -246,19 +232,14 @@ class Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.flush()
         self.progress.stop()
 
     async def run(self, job: Job) -> Outcome:
         """Run one job to a final outcome (a Fatal error propagates and ends the run)."""
         self.progress.update(self.task_id, total=(self.progress.tasks[0].total or 0) + 1)
-        self._active += 1
         try:
             return await self._run(job)
         finally:
-            self._active -= 1
-            if not self._active:
-                self.flush()
             self.progress.advance(self.task_id)
             self._refresh()
 
@@ -289,9 +270,7 @@ class Engine:
         return outcome
 
     async def _request(self, job: Job, messages: list[dict[str, str]], key: str) -> _Result:
-        queued = self._buffer.get(key)
-        row = [(queued["status"], queued["response"])] if queued else \
-            self.con.execute("SELECT status, response FROM generation_requests WHERE key = ?", [key]).fetchall()
+        row = self.con.execute("SELECT status, response FROM generation_requests WHERE key = ?", [key]).fetchall()
         if row and row[0][0] in REPLIED:
             self.stats.cache_hits += 1
             return _Result("replied", row[0][1], cached_status=row[0][0])
@@ -381,34 +360,17 @@ class Engine:
     def _record(self, key: str, job: Job, body: dict[str, Any], *, status: str, response: str | None = None,
                 error: str | None = None, attempts: int = 0, tokens_in: int = 0, tokens_out: int = 0,
                 cost: float = 0.0, latency: float | None = None) -> None:
-        """Queue a row for the next group commit (at most FLUSH_S away, or when the buffer fills,
-        or when no job is left running)."""
-        if not self._buffer:
-            asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
-        self._buffer[key] = {
-            "key": key, "task": job.task, "label": job.label, "model": job.backend.name, "via": job.backend.via,
-            "request": json.dumps(body, ensure_ascii=False), "response": response, "status": status, "error": error,
-            "attempts": attempts, "tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost,
-            "latency_s": latency, "run_id": self.run_id, "updated_at": _now()}
-        if len(self._buffer) >= FLUSH_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the queued rows in one Arrow-backed statement (one commit)."""
-        if not self._buffer:
-            return
-        table = pa.Table.from_pylist(list(self._buffer.values()), schema=BUFFER_SCHEMA)
-        self.con.register("generation_requests_new", table)
         self.con.execute(
-            f"""INSERT INTO generation_requests SELECT {', '.join(BUFFER_SCHEMA.names)} FROM generation_requests_new
+            """INSERT INTO generation_requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (key) DO UPDATE SET via = excluded.via, response = excluded.response,
                  status = excluded.status, error = excluded.error,
                  attempts = generation_requests.attempts + excluded.attempts,
                  tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out,
                  cost_usd = excluded.cost_usd, latency_s = excluded.latency_s, run_id = excluded.run_id,
-                 updated_at = excluded.updated_at""")
-        self.con.unregister("generation_requests_new")
-        self._buffer.clear()
+                 updated_at = excluded.updated_at""",
+            [key, job.task, job.label, job.backend.name, job.backend.via, json.dumps(body, ensure_ascii=False),
+             response, status, error, attempts, tokens_in, tokens_out, cost, latency, self.run_id, _now()],
+        )
 
     def _refresh(self) -> None:
         s = self.stats
