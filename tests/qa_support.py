@@ -14,7 +14,8 @@ chat request is keyed by its canonical JSON body. The proxy
   in order, so a short run still meets every kind;
 - counts deliveries: `repeats` lists bodies that arrived again after a successful reply to
   them was delivered (a request sent twice after it succeeded);
-- optionally demands a bearer key (answers 401 like OpenAI otherwise) and delays replies.
+- optionally demands a bearer key (answers 401 like OpenAI otherwise), delays replies, or answers
+  every chat request with one canned real reply (`canned`: the client-overhead benchmark).
 It is written on raw asyncio streams because the faults (hang, cut body) must be byte-exact.
 """
 
@@ -70,12 +71,13 @@ def body_key(body: dict[str, Any]) -> str:
 class FaultProxy:
     def __init__(self, upstream: str, *, fault_rate: float = 0.0, seed: int = 0, hang_s: float = 5.0,
                  recordings: dict[str, tuple[int, bytes]] | None = None, delay_s: float = 0.0,
-                 require_key: str | None = None, force: tuple[str, ...] = ()):
+                 require_key: str | None = None, force: tuple[str, ...] = (), canned: bytes | None = None):
         self.upstream = upstream.rstrip("/")
         self.fault_rate, self.seed, self.hang_s, self.delay_s = fault_rate, seed, hang_s, delay_s
         self.recordings = recordings if recordings is not None else {}
         self.require_key = require_key
         self.force = list(force)
+        self.canned = canned
         self.arrivals: Counter[str] = Counter()
         self.delivered: Counter[str] = Counter()
         self.bodies: dict[str, dict[str, Any]] = {}
@@ -150,8 +152,16 @@ class FaultProxy:
             await self._write(writer, 401, json.dumps(err).encode())
             return True
         if not (method == "POST" and path.endswith("/chat/completions")):
+            if self.canned is not None:  # no upstream needed: an empty model list
+                await self._write(writer, 200, b'{"object": "list", "data": []}')
+                return True
             r = await self._client.request(method, self.upstream + path, content=raw or None)
             await self._write(writer, r.status_code, r.content)
+            return True
+        if self.canned is not None:
+            await asyncio.sleep(self.delay_s)
+            await self._write(writer, 200, self.canned)
+            self.delivered["canned"] += 1
             return True
         body = json.loads(raw)
         key = body_key(body)

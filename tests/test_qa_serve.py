@@ -254,6 +254,8 @@ def test_probe_finds_that_transformers_serve_ignores_response_format(served, set
     engine2 = Engine(workspace.con, recipe.engine, recipe.prices)
     assert asyncio.run(probe_dialect(engine2, EndpointBackend(served, setup["model"]))) == "none"
     assert engine2.stats.requests_sent == 0  # probes are cached like any request
+    engine.close()
+    engine2.close()
 
 
 def test_wrong_key_and_unknown_endpoint_fail_in_one_line(served, setup):

@@ -240,6 +240,8 @@ def test_batch_file_round_trip_through_the_cache(workspace, tmp_path):
     assert outcomes[lines[1]["custom_id"]].status == "invalid"
     assert online.stats.cache_hits == 2 and online.stats.requests_sent == 1  # only the failed one is retried
     assert outcomes[lines[2]["custom_id"]].status == "failed"
+    collect.close()
+    online.close()
     out.write_text('{"custom_id": "x"}\nnot json\n')
     with pytest.raises(ValueError, match="line 2"):
         ingest_batch(workspace.con, out, prices, 0.5)

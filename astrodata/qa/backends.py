@@ -26,6 +26,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -66,7 +67,9 @@ class Reply:
     finish_reason: str | None
 
 
+@cache
 def schema_json(schema: type[BaseModel]) -> dict[str, Any]:
+    """The schema's JSON Schema (cached: pydantic builds it anew on every call, ~0.5 ms)."""
     return schema.model_json_schema()
 
 

@@ -358,7 +358,7 @@ async def probe_dialect(engine: Engine, backend: EndpointBackend) -> str:
     for dialect in ("json_schema", "json_object_schema"):
         candidate = backend.with_dialect(dialect)
         job = Job(candidate, "probe", f"dialect {dialect}", [{"role": "user", "content": "Say hello."}],
-                  probe, 24, repairs=0, attempts=2)
+                  probe, 16, repairs=0, attempts=2)
         if (await engine.run(job)).status == "ok":
             return dialect
     return "none"
@@ -429,6 +429,15 @@ def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limi
            generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
            batch_ingest: str | os.PathLike | None, progress: bool) -> dict[str, Any]:
     engine = Engine(ws.con, rec.engine, rec.prices, run.run_id, progress=progress, collect=bool(batch_write))
+    try:
+        return _run_stages(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest, engine)
+    finally:
+        engine.close()
+
+
+def _run_stages(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limit: int | None,
+                generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
+                batch_ingest: str | os.PathLike | None, engine: Engine) -> dict[str, Any]:
     builder = Builder(ws, run, rec, corpus, out, limit, generator, judge, engine)
     n_docs = builder.check_context()
     stats: dict[str, Any] = {"documents": n_docs, "generator": generator.name, "judge": judge.name if judge else None}
@@ -461,6 +470,7 @@ def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limi
                 await backend.aclose()
 
     asyncio.run(main())
+    engine.writer.drain()
     stats["engine"] = engine.summary()
     if batch_write and engine.pending:
         files = write_batch(batch_write, engine.pending)

@@ -4,10 +4,12 @@ Both send the same chat requests with the same concurrency to a real OpenAI-comp
 the plain loop is a semaphore around `client.chat.completions.create`, the engine adds the cache
 lookups and writes, validation, rate limiting and retries. Runs alternate (plain, engine, plain,
 ...) so a change in machine load hits both; the target is an engine/plain throughput ratio of at
-least 0.95.
+least 0.95. `--canned` adds a second comparison against a proxy that answers every request at once
+with one real reply recorded from the server: no model time, so it shows the client overhead alone.
 
     .venv/bin/python tests/perf/bench_qa_client.py                  # starts transformers serve itself
     .venv/bin/python tests/perf/bench_qa_client.py --endpoint http://127.0.0.1:8000 --model NAME
+    .venv/bin/python tests/perf/bench_qa_client.py --canned-requests 2000     # + client overhead alone
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from openai import AsyncOpenAI
 from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from qa_support import FaultProxy  # noqa: E402
 
 from astrodata.models import embedded_model_path  # noqa: E402
 from astrodata.qa.backends import EndpointBackend  # noqa: E402
@@ -73,6 +77,7 @@ async def engine_run(url: str, model: str, batch: list[list[dict[str, str]]], co
                                           for i, m in enumerate(batch)))
         elapsed = time.perf_counter() - t0
         await backend.aclose()
+        engine.close()
         assert engine.stats.requests_sent == len(batch) and all(o.status in ("ok", "invalid") for o in outcomes)
     return elapsed
 
@@ -103,6 +108,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--canned-requests", type=int, default=0,
+                    help="also compare against an instant canned-reply proxy with this many requests")
     args = ap.parse_args()
     proc = None
     model = args.model or str(embedded_model_path())
@@ -112,25 +119,38 @@ def main() -> None:
     url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/v1") else "/v1")
     try:
         asyncio.run(plain(url, model, prompts(2, "warm-up"), 2, args.max_tokens))
-        times: dict[str, list[float]] = {"plain": [], "engine": []}
-        with tempfile.TemporaryDirectory() as tmp:
-            for r in range(args.rounds):
-                batch = prompts(args.requests, f"round {r}")  # fresh prompts, no cache hit for either side
-                times["plain"].append(asyncio.run(plain(url, model, batch, args.concurrency, args.max_tokens)))
-                times["engine"].append(asyncio.run(engine_run(url, model, batch, args.concurrency, args.max_tokens,
-                                                              Path(tmp) / f"w{r}")))
-                print(f"round {r}: plain {times['plain'][-1]:.2f} s, engine {times['engine'][-1]:.2f} s", flush=True)
+        report(url, model, args, args.requests, "the server")
+        if args.canned_requests:
+            canned = httpx.post(url + "/chat/completions", timeout=600, json={
+                "model": model, "messages": prompts(1, "canned")[0], "max_tokens": args.max_tokens}).content
+            proxy = FaultProxy(url, canned=canned)
+            try:
+                report(proxy.url + "/v1", model, args, args.canned_requests, "a canned-reply proxy (no model time)")
+            finally:
+                proxy.close()
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(30)
+
+
+def report(url: str, model: str, args: argparse.Namespace, n: int, what: str) -> None:
+    """Alternate plain and engine rounds on fresh prompts; print medians and the ratio."""
+    times: dict[str, list[float]] = {"plain": [], "engine": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            batch = prompts(n, f"{what} round {r}")  # fresh prompts: no cache hit for either side
+            times["plain"].append(asyncio.run(plain(url, model, batch, args.concurrency, args.max_tokens)))
+            times["engine"].append(asyncio.run(engine_run(url, model, batch, args.concurrency, args.max_tokens,
+                                                          Path(tmp) / f"w{r}")))
+            print(f"round {r}: plain {times['plain'][-1]:.2f} s, engine {times['engine'][-1]:.2f} s", flush=True)
     p, e = statistics.median(times["plain"]), statistics.median(times["engine"])
-    print(f"{args.requests} requests x {args.rounds} rounds, concurrency {args.concurrency}, "
-          f"max_tokens {args.max_tokens}, server {url}")
-    print(f"{'client':<8} {'median s':>9} {'req/s':>7}")
-    print(f"{'plain':<8} {p:>9.2f} {args.requests / p:>7.2f}")
-    print(f"{'engine':<8} {e:>9.2f} {args.requests / e:>7.2f}")
-    print(f"throughput ratio engine/plain: {p / e:.3f} (target >= 0.95)")
+    print(f"against {what}: {n} requests x {args.rounds} rounds, concurrency {args.concurrency}, "
+          f"max_tokens {args.max_tokens}, {url}")
+    print(f"{'client':<8} {'median s':>9} {'req/s':>8}")
+    print(f"{'plain':<8} {p:>9.2f} {n / p:>8.2f}")
+    print(f"{'engine':<8} {e:>9.2f} {n / e:>8.2f}")
+    print(f"throughput ratio engine/plain: {p / e:.3f} (target >= 0.95)", flush=True)
 
 
 if __name__ == "__main__":
