@@ -88,7 +88,7 @@ def start_server(model: str) -> tuple[subprocess.Popen, str]:
         port = s.getsockname()[1]
     exe = Path(sys.executable).parent / "transformers"
     proc = subprocess.Popen([str(exe), "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-                             "--continuous-batching"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--dtype", "float32", "--continuous-batching"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
