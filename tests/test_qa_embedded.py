@@ -17,7 +17,7 @@ from conftest import ROOT
 from qa_support import real_corpus, write_corpus
 
 from astrodata.qa.build import QA_SCHEMA, build_qa
-from astrodata.qa.tasks import Grade, qa_schema, summary_schema
+from astrodata.qa.tasks import Grade, load_prompt, qa_schema, summary_schema
 from astrodata.shards import read_rows
 from astrodata.workspace import Workspace
 
@@ -54,7 +54,7 @@ def test_embedded_end_to_end_on_a_real_paper(tmp_path):
         assert set(r) == set(QA_SCHEMA.names)
         assert [m["role"] for m in r["messages"]] == ["user", "assistant"] and all(m["content"] for m in r["messages"])
         assert r["source_id"] == "v1298tau-tess" and r["doc_id"] == doc["id"]
-        assert r["generator"] == "embedded/SmolLM2-135M-Instruct" and r["prompt_version"] in ("qa-v1", "summary-v1")
+        assert r["generator"] == "embedded/SmolLM2-135M-Instruct" and r["prompt_version"] == load_prompt(r["kind"]).version
         assert 0 <= r["char_start"] < r["char_end"] <= len(doc["text"])
         if r["kind"] == "qa":
             pair = qa_schema(1, 100, 150).model_validate_json(replies["qa"]).pairs[0]

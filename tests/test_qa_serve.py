@@ -29,7 +29,7 @@ from astrodata.qa.backends import EndpointBackend
 from astrodata.qa.build import build_qa, probe_dialect
 from astrodata.qa.engine import REPLIED, Engine, validate_reply
 from astrodata.qa.recipe import load_qa_recipe
-from astrodata.qa.tasks import Grade, qa_schema
+from astrodata.qa.tasks import Grade, load_prompt, qa_schema
 from astrodata.shards import read_rows
 from astrodata.workspace import Workspace
 
@@ -166,7 +166,7 @@ def test_only_valid_items_stored_and_failures_counted(baseline, setup):
     assert stats["passages"] == stats.get("qa_ok", 0) + failed_passages
     assert sum(1 for stage, _ in errors if stage == "qa-qa") == failed_passages
     for r in rows:
-        assert r["generator"] == setup["model"] and r["prompt_version"] == "qa-v1" and r["source_id"] == "v1298tau-tess"
+        assert r["generator"] == setup["model"] and r["prompt_version"] == load_prompt("qa").version and r["source_id"] == "v1298tau-tess"
         assert r["passage_id"].startswith("arxiv:v1298tau-tess#p") and r["char_end"] > r["char_start"] >= 0
         assert r["grade"] is None or r["scores"]["overall"] == r["grade"]
     # the key reached the server in the Authorization header and nowhere else
