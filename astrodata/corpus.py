@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import multiprocessing
 import os
 import shutil
 import time
@@ -253,7 +254,10 @@ class Extraction:
         if not todo:
             return
         bar = self.progress.add_task("arxiv", total=len(todo))
-        with ProcessPool(max_workers=opts.workers, max_tasks=50) as pool:
+        # Workers are spawned, not forked: the parent runs tokenizers (Rust threads) while the
+        # pool recycles workers, and a fork taken mid-thread can crash or deadlock the child.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPool(max_workers=opts.workers, max_tasks=200, context=spawn) as pool:
             futures = [(t, pool.schedule(extract_arxiv, args=(t, opts.bbl, opts.citations), timeout=opts.timeout_s))
                        for t in todo]
             for task, future in futures:

@@ -9,7 +9,7 @@ Other stages extend `Recipe` by adding one settings model and one field here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -115,9 +115,15 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
-    """The default recipe, deep-merged with a user's YAML file and then with `overrides`."""
-    data = yaml.safe_load(DEFAULT_RECIPE.read_text()) or {}
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(model: type[M], default: Path, path: str | Path | None = None,
+                    overrides: dict[str, Any] | None = None) -> M:
+    """`default` YAML deep-merged with a user's file, then `overrides`, validated as `model`.
+
+    One loader for every stage's recipe, so they all merge and report errors the same way."""
+    data = yaml.safe_load(default.read_text()) or {}
     if path is not None:
         user = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(user, dict):
@@ -126,6 +132,13 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None
     if overrides:
         data = _merge(data, overrides)
     try:
-        return Recipe.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(f"recipe {path or DEFAULT_RECIPE}: {exc}") from None
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"recipe {path or default}: {where}: {first['msg']}") from None
+
+
+def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
+    """The default corpus recipe, deep-merged with a user's YAML file and then with `overrides`."""
+    return load_yaml_model(Recipe, DEFAULT_RECIPE, path, overrides)

@@ -139,6 +139,9 @@ def test_sigkill_mid_run_then_resume_is_exactly_once(tmp_path):
     summary = build_corpus(tmp_path / "work", CorpusOptions(out=tmp_path / "out", eprints=[src], workers=1,
                                                             progress=False))
     assert summary["skipped_already_done"] >= 4 * done_before
+    errors = duckdb.connect(str(tmp_path / "work" / "catalog.duckdb"), read_only=True).execute(
+        "SELECT doc_id, error FROM documents WHERE status = 'error'").fetchall()
+    assert errors == []
     ids = [r["id"] for r in rows(tmp_path / "out")]
     assert len(ids) == len(set(ids)) == n
 

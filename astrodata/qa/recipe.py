@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from astrodata.recipe import Strict, _merge
+from astrodata.recipe import Strict, load_yaml_model
 
 DEFAULT_QA_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "qa.yaml"
 
@@ -134,20 +133,7 @@ class QARecipe(Strict):
 
 def load_qa_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> QARecipe:
     """The default QA recipe, deep-merged with a user's YAML file and then with `overrides`."""
-    data = yaml.safe_load(DEFAULT_QA_RECIPE.read_text()) or {}
-    if path is not None:
-        user = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(user, dict):
-            raise ValueError(f"recipe {path}: expected a mapping at the top level")
-        data = _merge(data, user)
-    if overrides:
-        data = _merge(data, overrides)
-    try:
-        recipe = QARecipe.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"recipe {path or DEFAULT_QA_RECIPE}: {where}: {first['msg']}") from None
+    recipe = load_yaml_model(QARecipe, DEFAULT_QA_RECIPE, path, overrides)
     if recipe.passages.overlap_chars >= recipe.passages.size_chars:
         raise ValueError("recipe: passages.overlap_chars must be smaller than passages.size_chars")
     if recipe.mix.proportions is not None and any(v < 0 for v in recipe.mix.proportions.values()):

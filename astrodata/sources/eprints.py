@@ -13,7 +13,6 @@ polite e-print downloader (`download_eprints`).
 
 from __future__ import annotations
 
-import email.utils
 import io
 import logging
 import os
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import httpx
+
+from astrodata.sources.arxiv_meta import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -527,7 +528,7 @@ def download_eprints(
                     result.detail = f"HTTP {resp.status_code}"
                     if resp.status_code != 429 and resp.status_code < 500:
                         break
-                    retry_after = _retry_after_s(resp.headers.get("Retry-After"))
+                    retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
                 part.unlink(missing_ok=True)
                 if attempt < max_retries:
                     backoff = retry_after if retry_after is not None else delay_s * 2**attempt
@@ -547,16 +548,3 @@ def _suffix_for(path: Path) -> str:
     if head.startswith(b"%PDF-"):
         return ".pdf"
     return ".tar" if _looks_like_tar(head) else ".tex"
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Retry-After is seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
