@@ -1,4 +1,4 @@
-"""build-qa against a real `transformers serve` on 127.0.0.1 (started here, one per module).
+"""build-qa against a real `transformers serve` on 127.0.0.1 (the session fixture `served_model`).
 
 The server ignores `response_format`, so the client runs dialect `none`: prompt, validate, repair.
 A fault proxy (tests/qa_support.py) sits in front: the first run forwards every request and records
@@ -9,12 +9,9 @@ recordings, so they cost no generation and must reproduce the first run's items 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT
+from conftest import ROOT, free_port
 from qa_support import FaultProxy, body_key, real_corpus
 
 from astrodata.qa.backends import EndpointBackend
@@ -45,45 +42,6 @@ summary: {enabled: false}
 judge: {max_tokens: 40, threshold: 1, passage_chars: 300}
 engine: {concurrency: 2, timeout_s: 900, backoff_base_s: 0.05, backoff_max_s: 0.5, max_attempts: 10}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def served(embedded_model, tmp_path_factory):
-    exe = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which("transformers")
-    if exe is None or importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
-        pytest.skip("transformers serve needs the serving extra: pip install 'transformers[serving]'")
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
-    # float32: the stored bf16 weights prefill ~3x slower on CPUs without bf16 units (the replies differ,
-    # which no test depends on: every comparison is between runs against this same server)
-    proc = subprocess.Popen([exe, "serve", str(embedded_model), "--host", "127.0.0.1", "--port", str(port),
-                             "--device", "cpu", "--dtype", "float32"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"transformers serve exited early; see {log.name}"
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        else:
-            pytest.fail(f"transformers serve not ready after 240 s; see {log.name}")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +84,9 @@ def assert_no_secret(*folders: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def baseline(served, setup):
+def baseline(served_model, setup):
     """The fault-free run through a counting proxy that records the server's replies."""
-    proxy = FaultProxy(served, recordings=setup["recordings"])
+    proxy = FaultProxy(served_model, recordings=setup["recordings"])
     old = os.environ.get("OPENAI_API_KEY")
     os.environ["OPENAI_API_KEY"] = SECRET
     try:
@@ -174,8 +132,8 @@ def test_only_valid_items_stored_and_failures_counted(baseline, setup):
     assert_no_secret(setup["root"] / "baseline")
 
 
-def test_faults_leave_the_same_items(served, baseline, setup):
-    proxy = FaultProxy(served, fault_rate=0.3, seed=11, hang_s=3.0, recordings=setup["recordings"],
+def test_faults_leave_the_same_items(served_model, baseline, setup):
+    proxy = FaultProxy(served_model, fault_rate=0.3, seed=11, hang_s=3.0, recordings=setup["recordings"],
                        force=("429", "timeout", "500", "truncated"))
     try:
         stats, rows = run_build(setup, proxy.url, "faults", overrides={"engine": {"timeout_s": 1.5}})
@@ -190,9 +148,9 @@ def test_faults_leave_the_same_items(served, baseline, setup):
     print("faults injected:", dict(proxy.faults), "arrivals:", sum(proxy.arrivals.values()))
 
 
-def test_sigkill_and_resume(served, baseline, setup):
+def test_sigkill_and_resume(served_model, baseline, setup):
     work = setup["root"] / "killed" / "work"
-    slow = FaultProxy(served, recordings=setup["recordings"], delay_s=1.5)
+    slow = FaultProxy(served_model, recordings=setup["recordings"], delay_s=1.5)
     try:
         proc = cli(setup, slow.url, "killed", SECRET)
         deadline = time.monotonic() + 300
@@ -207,7 +165,7 @@ def test_sigkill_and_resume(served, baseline, setup):
     assert not (setup["root"] / "killed" / "out" / "data").exists()  # nothing half-written
     before = cached(work)
     assert 2 <= len(before) < len(baseline["proxy"].arrivals)
-    resume = FaultProxy(served, recordings=setup["recordings"])
+    resume = FaultProxy(served_model, recordings=setup["recordings"])
     try:
         proc = cli(setup, resume.url, "killed", SECRET)
         _, err = proc.communicate(timeout=600)
@@ -222,10 +180,10 @@ def test_sigkill_and_resume(served, baseline, setup):
     assert_no_secret(setup["root"] / "killed")
 
 
-def test_batch_files_in_rounds(served, baseline, setup):
+def test_batch_files_in_rounds(served_model, baseline, setup):
     """Write the Batch API file, run it against the server as `vllm run-batch` would, ingest, repeat
     until every reply is in: the items equal the online run's."""
-    proxy = FaultProxy(served, recordings=setup["recordings"])
+    proxy = FaultProxy(served_model, recordings=setup["recordings"])
     root, results, rounds = setup["root"] / "batch", None, 0
     try:
         while True:
@@ -247,21 +205,21 @@ def test_batch_files_in_rounds(served, baseline, setup):
     assert rounds >= 2 and rows == baseline["rows"] and proxy.forwarded == 0
 
 
-def test_probe_finds_that_transformers_serve_ignores_response_format(served, setup, workspace):
+def test_probe_finds_that_transformers_serve_ignores_response_format(served_model, setup, workspace):
     recipe = load_qa_recipe()
     engine = Engine(workspace.con, recipe.engine, recipe.prices)
-    backend = EndpointBackend(served, setup["model"])
+    backend = EndpointBackend(served_model, setup["model"])
     assert asyncio.run(probe_dialect(engine, backend)) == "none"
     assert engine.stats.requests_sent == 2 and engine.stats.replies_invalid == 2
     engine2 = Engine(workspace.con, recipe.engine, recipe.prices)
-    assert asyncio.run(probe_dialect(engine2, EndpointBackend(served, setup["model"]))) == "none"
+    assert asyncio.run(probe_dialect(engine2, EndpointBackend(served_model, setup["model"]))) == "none"
     assert engine2.stats.requests_sent == 0  # probes are cached like any request
     engine.close()
     engine2.close()
 
 
-def test_wrong_key_and_unknown_endpoint_fail_in_one_line(served, setup):
-    guard = FaultProxy(served, require_key="sk-the-right-one")
+def test_wrong_key_and_unknown_endpoint_fail_in_one_line(served_model, setup):
+    guard = FaultProxy(served_model, require_key="sk-the-right-one")
     try:
         proc = cli(setup, guard.url, "wrongkey", SECRET)
         out, err = proc.communicate(timeout=300)
@@ -272,7 +230,7 @@ def test_wrong_key_and_unknown_endpoint_fail_in_one_line(served, setup):
     assert len(lines) == 1 and "rejected the API key" in lines[0] and "401" in lines[0], err
     assert SECRET not in err + out and not (setup["root"] / "wrongkey" / "out" / "data").exists()
     assert_no_secret(setup["root"] / "wrongkey")
-    proc = cli(setup, f"http://127.0.0.1:{_free_port()}", "unreachable", SECRET)
+    proc = cli(setup, f"http://127.0.0.1:{free_port()}", "unreachable", SECRET)
     out, err = proc.communicate(timeout=300)
     lines = [x for x in err.splitlines() if x.strip()]
     assert proc.returncode == 1 and len(lines) == 1 and "cannot reach endpoint" in lines[0], err
