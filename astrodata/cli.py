@@ -201,6 +201,9 @@ def build_qa_cmd(
         console.print(f"build-qa: wrote {stats['batch_requests']} requests to {', '.join(stats['batch_files'])}; "
                       f"run them, then --batch-ingest the results ({spent})", highlight=False, soft_wrap=True)
         return
+    from cards.render import write_qa_card
+
+    write_qa_card(out)
     items = ", ".join(f"{n} {k}" for k, n in sorted(stats["output"].items())) or "no items"
     console.print(f"build-qa: {stats['documents']} documents -> {items} in {out}; {spent}; "
                   f"failures and drops in {workdir}/catalog.duckdb (errors, qa_items, generation_requests)",

@@ -31,6 +31,18 @@ def _size_category(n: int) -> str:
     return "n>10M"
 
 
+def _stats(out: Path) -> dict:
+    path = out / "stats.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _render(out: Path, template: str, **fields: object) -> Path:
+    path = out / "README.md"
+    path.write_text(_environment().get_template(template).render(
+        version=version("astrodata"), built_at=datetime.now(UTC).strftime("%Y-%m-%d"), **fields))
+    return path
+
+
 def write_corpus_card(out_dir: str | Path, title: str = "astrodata astronomy corpus") -> Path:
     """Write `OUT/README.md` for a corpus dataset from its shards and stats.json."""
     out = Path(out_dir)
@@ -39,20 +51,41 @@ def write_corpus_card(out_dir: str | Path, title: str = "astrodata astronomy cor
     tokens: dict[str, int | None] = {}
     for src, n in zip(table.column("source").to_pylist(), table.column("n_tokens").to_pylist(), strict=True):
         tokens[src] = None if n is None or tokens.get(src, 0) is None else tokens.get(src, 0) + n
-    stats_path = out / "stats.json"
-    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     total_tokens = None if any(v is None for v in tokens.values()) else sum(tokens.values())
-    text = _environment().get_template("corpus.md.j2").render(
+    return _render(
+        out, "corpus.md.j2",
         title=title,
-        version=version("astrodata"),
         size_category=_size_category(table.num_rows),
         sources=[{"name": s, "documents": docs[s], "tokens": tokens[s]} for s in sorted(docs)],
         total_documents=table.num_rows,
         total_tokens=total_tokens,
         licenses=Counter(table.column("license").to_pylist()).most_common(),
-        built_at=datetime.now(UTC).strftime("%Y-%m-%d"),
-        stats=stats,
+        stats=_stats(out),
     )
-    path = out / "README.md"
-    path.write_text(text)
-    return path
+
+
+def write_qa_card(out_dir: str | Path, title: str = "astrodata astronomy QA and SFT mix") -> Path:
+    """Write `OUT/README.md` for a build-qa dataset from its shards and stats.json.
+
+    Model names come from the rows; endpoint URLs and keys are never read, so none can reach the card."""
+    out = Path(out_dir)
+    table = pads.dataset(out / "data", format="parquet").to_table(
+        columns=["kind", "source_id", "generator", "prompt_version", "grade", "judge"])
+    col = {name: table.column(name).to_pylist() for name in table.column_names}
+    kinds = Counter(col["kind"])
+    papers = {sid for kind, sid in zip(col["kind"], col["source_id"], strict=True) if kind != "instruct" and sid}
+    graded = Counter(g for g in col["grade"] if g is not None)
+    return _render(
+        out, "qa.md.j2",
+        title=title,
+        size_category=_size_category(table.num_rows),
+        kinds=sorted(kinds.items()),
+        total=table.num_rows,
+        papers=len(papers),
+        grades=sorted(graded.items()),
+        ungraded=table.num_rows - sum(graded.values()),
+        generators=Counter(g for g in col["generator"] if g).most_common(),
+        judges=Counter(j for j in col["judge"] if j).most_common(),
+        prompts=Counter(p for p in col["prompt_version"] if p).most_common(),
+        stats=_stats(out),
+    )

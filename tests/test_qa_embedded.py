@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import datasets
 import pytest
+import yaml
 from conftest import ROOT
 from qa_support import real_corpus, write_corpus
 
@@ -20,6 +22,7 @@ from astrodata.qa.build import QA_SCHEMA, build_qa
 from astrodata.qa.tasks import Grade, load_prompt, qa_schema, summary_schema
 from astrodata.shards import read_rows
 from astrodata.workspace import Workspace
+from cards.render import write_qa_card
 
 SMALL = {
     "passages": {"size_chars": 500, "overlap_chars": 50, "min_chars": 100, "max_per_doc": 1},
@@ -63,6 +66,13 @@ def test_embedded_end_to_end_on_a_real_paper(tmp_path):
             assert 1 <= r["grade"] <= 5 and r["judge"] == "embedded/SmolLM2-135M-Instruct"
         else:
             assert r["messages"][1]["content"] == summary_schema(200).model_validate_json(replies["summary"]).summary
+    card = write_qa_card(tmp_path / "out").read_text()
+    assert yaml.safe_load(card.split("---")[1])["configs"][0]["data_files"][0]["path"] == "data/*.parquet"
+    for kind, n in Counter(r["kind"] for r in rows).items():
+        assert f"| {kind} | {n:,} |" in card
+    assert f"| **total** | **{len(rows):,}** |" in card and "`embedded/SmolLM2-135M-Instruct`: " in card
+    for grade, n in Counter(r["grade"] for r in rows if r["grade"] is not None).items():
+        assert f"| {grade} | {n:,} |" in card
     ds = datasets.load_dataset("parquet", data_dir=str(tmp_path / "out" / "data"), split="train")
     assert ds.num_rows == len(rows)
     from transformers import AutoTokenizer
