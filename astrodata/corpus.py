@@ -460,7 +460,10 @@ def finalize(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> di
 
 # -- entry -----------------------------------------------------------------------------------
 def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
-    """Run phase 1 (this shard, or everything) and, when not sharded, phase 2."""
+    """Run phase 1 (this shard, or everything) and, when not sharded, phase 2.
+
+    The e-print workers are spawned processes, so a script calling this needs the usual
+    `if __name__ == "__main__":` guard (notebooks and the CLI need nothing)."""
     recipe = load_recipe(opts.recipe)
     if opts.benchmarks:
         recipe.decontam.benchmarks = [*recipe.decontam.benchmarks, *map(str, opts.benchmarks)]
