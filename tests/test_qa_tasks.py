@@ -172,6 +172,27 @@ def test_question_dedup_keeps_the_best_graded(workspace, tmp_path):
     assert duplicate_items(workspace.con, items, None, 3, tmp_path / "sig.parquet") == {"a": "exact-duplicate of b"}
 
 
+def test_question_dedup_streams_many_items(workspace, tmp_path):
+    """A generator of 12,000 questions (2,000 re-spaced, re-cased copies): every copy loses to the
+    better-graded of its pair, and nothing else is dropped."""
+    import random
+
+    rng = random.Random(3)
+    vocab = [f"w{i}" for i in range(5000)]
+    originals = [(f"q{i:05d}", " ".join(rng.choices(vocab, k=12)) + "?", rng.randint(1, 5)) for i in range(10_000)]
+    copies = [(f"r{i:05d}", "  " + q.upper(), rng.randint(1, 5)) for i, (_, q, _) in enumerate(originals[:2_000])]
+
+    def stream():
+        yield from originals
+        yield from copies
+
+    dropped = duplicate_items(workspace.con, stream(), None, 3, tmp_path / "sig.parquet", batch_rows=3_000)
+    assert len(dropped) == 2_000
+    for (oid, _, og), (cid, _, cg) in zip(originals, copies, strict=False):
+        loser, winner = (cid, oid) if (-og, oid) < (-cg, cid) else (oid, cid)
+        assert dropped[loser] == f"exact-duplicate of {winner}" and winner not in dropped
+
+
 def test_decontamination_spans_question_and_answer():
     mcq = json.loads((FIXTURES / "mcq" / "astro_keyed.jsonl").read_text().splitlines()[0])
     dec = Decontaminator.from_files([FIXTURES / "mcq" / "astro_keyed.jsonl"], n=8, min_words=4)

@@ -293,24 +293,26 @@ class Builder:
             self.ws.con.unregister("qa_marks")
         self.counts[f"dropped_{status}"] += len(reasons)
 
-    def candidates(self, kinds: tuple[str, ...]) -> list[tuple[str, str, int | None]]:
-        rows = self.ws.con.execute(
+    def candidates(self, kinds: tuple[str, ...]) -> Iterator[tuple[str, list[dict[str, str]], int | None]]:
+        """(id, messages, grade) of the items still in the running, streamed in output order."""
+        cursor = self.ws.con.cursor().execute(
             f"SELECT id, messages, grade FROM qa_items WHERE out = ? AND status = 'candidate' "
-            f"AND kind IN ({', '.join('?' * len(kinds))}) ORDER BY doc_index, pos", [self.out_key, *kinds]).fetchall()
-        return [(i, m, g) for i, m, g in rows]
+            f"AND kind IN ({', '.join('?' * len(kinds))}) ORDER BY doc_index, pos", [self.out_key, *kinds])
+        while rows := cursor.fetchmany(10_000):
+            yield from ((i, json.loads(m), g) for i, m, g in rows)
 
     def select(self, decontaminator: Any) -> None:
         from astrodata.qa.mix import contaminated_items, duplicate_items, pick, quotas
 
         d = self.recipe.dedup
-        qa = [(i, json.loads(m)[0]["content"], g) for i, m, g in self.candidates(("qa",))]
         if d.exact or d.near_threshold is not None:
-            self.mark(duplicate_items(self.ws.con, qa, d.near_threshold, d.ngram,
+            questions = ((i, m[0]["content"], g) for i, m, g in self.candidates(("qa",)))
+            self.mark(duplicate_items(self.ws.con, questions, d.near_threshold, d.ngram,
                                       self.ws.path("qa", f"questions-{self.run.run_id}.parquet")), "duplicate")
         if decontaminator is not None:
-            generated = [(i, "\n".join(t["content"] for t in json.loads(m)), g)
-                         for i, m, g in self.candidates(("qa", "summary", "metadata"))]
-            self.mark(contaminated_items(decontaminator, [(i, t) for i, t, _ in generated]), "contaminated")
+            generated = ((i, "\n".join(t["content"] for t in m))
+                         for i, m, _ in self.candidates(("qa", "summary", "metadata")))
+            self.mark(contaminated_items(decontaminator, generated), "contaminated")
         by_kind: dict[str, list[str]] = {}
         for kind, item_id in self.ws.con.execute(
                 "SELECT kind, id FROM qa_items WHERE out = ? AND status = 'candidate'", [self.out_key]).fetchall():

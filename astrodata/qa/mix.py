@@ -12,10 +12,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import xxhash
 
 from astrodata.decontam import Decontaminator
@@ -25,44 +27,67 @@ from astrodata.textnorm import text_hash
 Candidate = tuple[str, str, int | None]  # (item id, text, grade)
 
 
-def _rank(c: Candidate) -> tuple[int, str]:
-    return (-(c[2] if c[2] is not None else 0), c[0])
-
-
-def duplicate_items(con: duckdb.DuckDBPyConnection, items: Sequence[Candidate], near_threshold: float | None,
-                    ngram: int, signatures: Path) -> dict[str, str]:
+def duplicate_items(con: duckdb.DuckDBPyConnection, items: Iterable[Candidate], near_threshold: float | None,
+                    ngram: int, signatures: Path, batch_rows: int = 50_000) -> dict[str, str]:
     """Item id -> reason (`exact-duplicate` / `near-duplicate` of <kept id>) for every item that
-    loses to a better one with the same or a near-identical question."""
-    dropped: dict[str, str] = {}
-    best: dict[str, Candidate] = {}
-    for c in sorted(items, key=_rank):
-        h = text_hash(c[1])
-        if h in best:
-            dropped[c[0]] = f"exact-duplicate of {best[h][0]}"
-        else:
-            best[h] = c
-    survivors = sorted(best.values(), key=_rank)
-    if near_threshold is None or len(survivors) < 2:
-        return dropped
-    params = MinHashParams(ngram=ngram, threshold=near_threshold)
-    compute_signatures(({"id": c[0], "text": c[1]} for c in survivors), signatures, params)
-    near = find_near_duplicates(con, signatures, params)
-    by_key = {doc_key(c[0]): c for c in survivors}
-    clusters: dict[int, list[Candidate]] = {}
-    for node, root in zip(near.nodes.tolist(), near.roots.tolist(), strict=True):
-        clusters.setdefault(root, []).append(by_key[node])
-    for members in clusters.values():
-        keep, *rest = sorted(members, key=_rank)
-        for c in rest:
-            dropped[c[0]] = f"near-duplicate of {keep[0]}"
-    signatures.unlink(missing_ok=True)
+    loses to a better one with the same or a near-identical question.
+
+    Out of core: the questions are streamed into a DuckDB table (which spills to disk) and ranked
+    there, so millions of pairs never sit in Python memory; only the dropped ids come back."""
+    con.execute("CREATE OR REPLACE TEMP TABLE qa_questions "
+                "(id VARCHAR, key BIGINT, question VARCHAR, grade INTEGER, h VARCHAR)")
+    it = iter(items)
+    while batch := list(islice(it, batch_rows)):
+        ids, texts, grades = zip(*batch, strict=True)
+        table = pa.table({"id": ids, "key": [doc_key(i) for i in ids], "question": texts, "grade": grades,
+                          "h": [text_hash(t) for t in texts]})
+        con.register("qa_batch", table)
+        con.execute("INSERT INTO qa_questions SELECT * FROM qa_batch")
+        con.unregister("qa_batch")
+    # rank: best grade first (no grade counts as 0), then the smallest id, so the choice is stable
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE qa_ranked AS
+        SELECT id, key, question, h, coalesce(grade, 0) AS g,
+               first_value(id) OVER (PARTITION BY h ORDER BY coalesce(grade, 0) DESC, id) AS keep
+        FROM qa_questions;
+        DROP TABLE qa_questions;
+    """)
+    dropped = {i: f"exact-duplicate of {k}" for i, k in
+               con.execute("SELECT id, keep FROM qa_ranked WHERE id <> keep").fetchall()}
+    if near_threshold is not None:
+        params = MinHashParams(ngram=ngram, threshold=near_threshold)
+        survivors = con.execute("SELECT id, question AS text FROM qa_ranked WHERE id = keep")
+        compute_signatures(_stream(survivors), signatures, params)
+        near = find_near_duplicates(con, signatures, params)
+        con.register("qa_near", pa.table({"key": near.nodes, "root": near.roots}))
+        losers = con.execute("""
+            WITH members AS (
+                SELECT r.id, n.root,
+                       first_value(r.id) OVER (PARTITION BY n.root ORDER BY r.g DESC, r.id) AS best
+                FROM qa_near n JOIN qa_ranked r ON r.key = n.key AND r.id = r.keep)
+            SELECT id, best FROM members WHERE id <> best
+        """).fetchall()
+        con.unregister("qa_near")
+        dropped.update({i: f"near-duplicate of {k}" for i, k in losers})
+        signatures.unlink(missing_ok=True)
+    con.execute("DROP TABLE qa_ranked")
     return dropped
 
 
-def contaminated_items(decontaminator: Decontaminator, items: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """Item id -> `benchmark overlap: [names]` for items sharing n-grams with a benchmark."""
-    kept = {d["id"] for d in decontaminator.run({"id": i, "text": t} for i, t in items)}
-    return {i: f"benchmark overlap: {sorted(decontaminator.matches(t))}" for i, t in items if i not in kept}
+def _stream(cursor: duckdb.DuckDBPyConnection, size: int = 10_000) -> Iterator[dict[str, str]]:
+    while rows := cursor.fetchmany(size):
+        yield from ({"id": i, "text": t} for i, t in rows)
+
+
+def contaminated_items(decontaminator: Decontaminator, items: Iterable[tuple[str, str]],
+                       batch_size: int = 256) -> dict[str, str]:
+    """Item id -> `benchmark overlap: [names]` for items sharing n-grams with a benchmark (streamed)."""
+    out = {}
+    it = iter(items)
+    while batch := list(islice(it, batch_size)):
+        kept = {d["id"] for d in decontaminator.run({"id": i, "text": t} for i, t in batch)}
+        out.update({i: f"benchmark overlap: {sorted(decontaminator.matches(t))}" for i, t in batch if i not in kept})
+    return out
 
 
 def quotas(available: dict[str, int], proportions: dict[str, float] | None, total: int | None) -> dict[str, int]:
