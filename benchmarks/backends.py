@@ -5,7 +5,8 @@ Both backends offer the same four operations, so the scoring methods never know 
 - `score_letters(contexts, continuations)`: log-likelihood of each continuation after each raw
   text context (base-token);
 - `chat_letter_scores(chats, answer_prefix, letters)`: log-probability of each letter as the first
-  token after `answer_prefix` at the start of the assistant's reply (instruct-token);
+  token after `answer_prefix` at the start of the assistant's reply (instruct-token; None for a
+  question whose endpoint reply did not open with the prefix);
 - `generate_chat(chats, max_new_tokens)` and `generate_text(contexts, max_new_tokens)`: greedy text.
 
 An endpoint that returns no log-probabilities (`transformers serve` ignores `logprobs` and `echo`)
@@ -253,9 +254,12 @@ class EndpointBackend:
 
     base-token uses `/v1/completions` with `echo` and `logprobs` (the prompt's own token
     log-probabilities, as lm-evaluation-harness's local-completions model does): one request per
-    continuation. instruct-token asks `/v1/chat/completions` for `top_logprobs` and reads them at
-    the token that follows the answer prefix in the reply. The API key comes from the environment
-    (`OPENAI_API_KEY`) and is never written anywhere.
+    continuation. Servers with no usable echo (none, or llama-cpp-python's misaligned one) are scored
+    from the top log-probabilities of the first generated token instead: one request per question,
+    exact for single-token continuations such as " A" (-inf outside the top k). instruct-token asks `/v1/chat/completions` for
+    `top_logprobs` and reads them at the token that follows the answer prefix in the reply; a reply
+    that does not open with the prefix leaves that question to generated text (a counted fallback).
+    The API key comes from the environment (`OPENAI_API_KEY`) and is never written anywhere.
     """
 
     kind = "endpoint"
@@ -293,30 +297,48 @@ class EndpointBackend:
 
     def score_letters(self, contexts: Sequence[str], continuations: Sequence[str], batch_size: int = 8,
                       groups: Sequence[Hashable] | None = None) -> list[list[float]]:
-        def one(pair: tuple[str, str]) -> float:
-            context, continuation = pair
-            prompt = context + continuation
-            body = {"prompt": prompt, "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0}
-            choice = self._post("completions", body)["choices"][0]
-            lp = choice.get("logprobs") or {}
-            tokens, values, offsets = lp.get("tokens"), lp.get("token_logprobs"), lp.get("text_offset")
-            if not tokens or values is None or offsets is None or not choice.get("text", "").startswith(context):
-                raise NoLogprobs(f"{self.public_url}/completions gave no prompt log-probabilities (echo)")
-            picked = [v for v, off in zip(values, offsets, strict=True)
-                      if len(context) <= off < len(prompt) and v is not None]
-            if not picked:
-                raise NoLogprobs(f"{self.public_url}/completions gave no log-probability for {continuation!r}")
-            return float(sum(picked))
-
-        pairs = [(c, k) for c in contexts for k in continuations]
-        flat = self._map(one, pairs)
         n = len(continuations)
-        return [flat[i * n:(i + 1) * n] for i in range(len(contexts))]
+        try:
+            flat = self._map(self._echo_logprob, [(c, k) for c in contexts for k in continuations])
+            return [flat[i * n:(i + 1) * n] for i in range(len(contexts))]
+        except NoLogprobs:  # the first request decides; a server that gives none at all fails both ways
+            return self._map(lambda context: self._next_token_logprobs(context, continuations), contexts)
+
+    def _echo_logprob(self, pair: tuple[str, str]) -> float:
+        """Sum of the continuation's echoed prompt log-probabilities.
+
+        A conforming server lists the prompt's tokens, then the generated one. llama-cpp-python
+        0.3.36 lists only the prompt's, each carrying the distribution of the *next* token (and
+        only its top k): that layout is refused rather than read (scripts/llamacpp_check.py)."""
+        context, continuation = pair
+        prompt = context + continuation
+        body = {"prompt": prompt, "max_tokens": 1, "echo": True, "logprobs": 1, "temperature": 0}
+        choice = self._post("completions", body)["choices"][0]
+        lp = choice.get("logprobs") or {}
+        tokens, values, offsets = lp.get("tokens"), lp.get("token_logprobs"), lp.get("text_offset")
+        if not tokens or values is None or not offsets or not choice.get("text", "").startswith(context):
+            raise NoLogprobs(f"{self.public_url}/completions gave no prompt log-probabilities (echo)")
+        if offsets[-1] < len(prompt):
+            raise NoLogprobs(f"{self.public_url}/completions: echoed log-probabilities lack the generated "
+                             "token (misaligned)")
+        picked = [v for v, off in zip(values, offsets, strict=True) if len(context) <= off < len(prompt) and v is not None]
+        if not picked:
+            raise NoLogprobs(f"{self.public_url}/completions gave no log-probability for {continuation!r}")
+        return float(sum(picked))
+
+    def _next_token_logprobs(self, context: str, continuations: Sequence[str]) -> list[float]:
+        """Each continuation's log-probability as the first generated token (-inf outside the top k)."""
+        body = {"prompt": context, "max_tokens": 1, "logprobs": self.top_logprobs, "temperature": 0}
+        choice = self._post("completions", body)["choices"][0]
+        tops = (choice.get("logprobs") or {}).get("top_logprobs") or [None]
+        if not tops[0]:
+            raise NoLogprobs(f"{self.public_url}/completions gave no top log-probabilities")
+        return [float(tops[0].get(c, -math.inf)) for c in continuations]
 
     def chat_letter_scores(self, chats: Sequence[Chat], answer_prefix: str, letters: Sequence[str],
                            batch_size: int = 8, groups: Sequence[Hashable] | None = None,
-                           max_new_tokens: int = 16) -> list[list[float]]:
-        def one(chat: Chat) -> list[float]:
+                           max_new_tokens: int = 16) -> list[list[float] | None]:
+        def one(chat: Chat) -> list[float] | None:
             body = {"messages": chat, "max_tokens": max_new_tokens, "temperature": 0, "logprobs": True,
                     "top_logprobs": self.top_logprobs}
             choice = self._post("chat/completions", body)["choices"][0]
@@ -330,7 +352,7 @@ class EndpointBackend:
                     return [max((v for k, v in top.items() if k.strip() == letter), default=-math.inf)
                             for letter in letters]
                 text += entry["token"]
-            return [-math.inf] * len(letters)  # the reply never opened with the answer prefix
+            return None  # the reply never opened with the answer prefix: generated text decides
 
         return self._map(one, chats)
 

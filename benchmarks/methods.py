@@ -147,7 +147,14 @@ def run_method(method: str, questions: Sequence[MCQ], backend: Any, prompts: Pro
     except NoLogprobs:
         scores = None
     if method == "instruct-token" and scores is not None:
-        return [Prediction(q.id, _argmax(s), s) for q, s in zip(questions, scores, strict=True)]
+        # an endpoint reply that did not open with the answer prefix has no scores: its text decides
+        missing = [i for i, s in enumerate(scores) if s is None]
+        texts = backend.generate_chat([chats[i] for i in missing], max_new_tokens=max_new_tokens,
+                                      batch_size=batch_size) if missing else []
+        replies = dict(zip(missing, texts, strict=True))
+        return [Prediction(q.id, _argmax(s), s) if s is not None else
+                Prediction(q.id, extract_letter(replies[i]), None, replies[i], fallback=True)
+                for i, (q, s) in enumerate(zip(questions, scores, strict=True))]
     texts = backend.generate_chat(chats, max_new_tokens=max_new_tokens, batch_size=batch_size)
     out = []
     for i, (q, text) in enumerate(zip(questions, texts, strict=True)):

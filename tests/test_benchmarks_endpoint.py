@@ -7,10 +7,14 @@ methods must notice the missing log-probabilities and fall back to generated tex
 from __future__ import annotations
 
 import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from conftest import FIXTURES
 
 from benchmarks.astromlab1 import evaluate
+from benchmarks.backends import EndpointBackend
 
 KEYED = FIXTURES / "mcq" / "astro_keyed.jsonl"
 
@@ -32,3 +36,40 @@ def test_endpoint_token_method_falls_back_and_generate_runs(served_model, embedd
     for folder in ("base", "gen"):
         for name in ("results.json", "predictions.jsonl"):
             assert "sk-test" not in (tmp_path / folder / name).read_text()
+
+
+class _Replay(BaseHTTPRequestHandler):
+    """Answers /v1/completions with llama-cpp-python 0.3.36's recorded replies: an `echo` request
+    gets the recorded echo (prompt tokens only, shifted by one), any other the recorded top-20 reply."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.bodies.append(body)
+        name = "completions-echo.json" if body.get("echo") else "completions-top20.json"
+        data = (FIXTURES / "llamacpp" / name).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_misaligned_echo_falls_back_to_next_token_logprobs():
+    """Recorded from llama-cpp-python's server (scripts/llamacpp_check.py): its echoed
+    log-probabilities lack the generated token, so the first generated token's top-20 decide."""
+    server = HTTPServer(("127.0.0.1", 0), _Replay)
+    server.bodies = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = EndpointBackend(f"http://127.0.0.1:{server.server_port}", "smol", concurrency=1)
+        (scores,) = backend.score_letters(["The capital of France is"], [" Paris", " London", " Rome"])
+    finally:
+        server.shutdown()
+    top = json.loads((FIXTURES / "llamacpp" / "completions-top20.json").read_text())
+    top = top["choices"][0]["logprobs"]["top_logprobs"][0]
+    assert scores == [top[" Paris"], top[" London"], -math.inf] and " Rome" not in top
+    assert [b.get("echo", False) for b in server.bodies] == [True, False]  # one echo probe, then one per question
+    assert server.bodies[1]["logprobs"] == 20 and server.bodies[1]["prompt"] == "The capital of France is"

@@ -13,7 +13,7 @@ from conftest import FIXTURES
 from qa_support import real_corpus, write_corpus
 
 from astrodata.decontam import Decontaminator
-from astrodata.qa.backends import EndpointBackend
+from astrodata.qa.backends import DIALECTS, EndpointBackend
 from astrodata.qa.batch import ingest_batch, write_batch
 from astrodata.qa.build import QA_SCHEMA, build_qa
 from astrodata.qa.engine import Engine, Job, RateLimiter, request_key, validate_reply
@@ -191,6 +191,20 @@ def test_question_dedup_streams_many_items(workspace, tmp_path):
     for (oid, _, og), (cid, _, cg) in zip(originals, copies, strict=False):
         loser, winner = (cid, oid) if (-og, oid) < (-cg, cid) else (oid, cid)
         assert dropped[loser] == f"exact-duplicate of {winner}" and winner not in dropped
+
+
+def test_dialect_request_shapes():
+    """llama.cpp's dialect gets the schema without string bounds: its grammar compiler fails on a
+    1,200-character bound and llama-cpp-python's server then dies (scripts/llamacpp_check.py)."""
+    schema = summary_schema(1200)
+    sent = {d: EndpointBackend("http://127.0.0.1:9", "m", d).params(schema, 10).get("response_format")
+            for d in DIALECTS}
+    assert sent["none"] is None
+    assert sent["json_schema"]["type"] == "json_schema" and sent["json_schema"]["json_schema"]["strict"] is True
+    assert sent["json_object_schema"]["type"] == "json_object"
+    for fmt in (sent["json_schema"]["json_schema"]["schema"], sent["json_object_schema"]["schema"]):
+        assert "maxLength" not in json.dumps(fmt) and fmt["additionalProperties"] is False
+        assert fmt["required"] == ["summary"]
 
 
 def test_decontamination_spans_question_and_answer():

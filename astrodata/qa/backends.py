@@ -74,8 +74,10 @@ def schema_json(schema: type[BaseModel]) -> dict[str, Any]:
 
 
 def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema in the subset OpenAI's strict mode accepts: string length bounds removed (the
-    engine still validates them), every object closed. Others honour this subset too."""
+    """The schema every structured-output server takes: string length bounds removed (the engine
+    still validates them), every object closed. OpenAI's strict mode rejects length bounds, and
+    llama.cpp's grammar compiler fails on long ones (`max_summary_chars: 1200`), after which
+    llama-cpp-python's server 0.3.36 dies; measured with scripts/llamacpp_check.py."""
     if isinstance(schema, dict):
         out = {k: strict_schema(v) for k, v in schema.items() if k not in ("minLength", "maxLength", "title")}
         if out.get("type") == "object":
@@ -260,7 +262,7 @@ class EndpointBackend(Backend):
             return {"type": "json_schema", "json_schema": {"name": schema.__name__, "strict": True,
                                                            "schema": strict_schema(schema_json(schema))}}
         if self.dialect == "json_object_schema":
-            return {"type": "json_object", "schema": schema_json(schema)}
+            return {"type": "json_object", "schema": strict_schema(schema_json(schema))}
         return None
 
     def params(self, schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
