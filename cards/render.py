@@ -11,7 +11,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import jinja2
 import pyarrow.dataset as pads
 
@@ -67,25 +69,30 @@ def write_corpus_card(out_dir: str | Path, title: str = "astrodata astronomy cor
 def write_qa_card(out_dir: str | Path, title: str = "astrodata astronomy QA and SFT mix") -> Path:
     """Write `OUT/README.md` for a build-qa dataset from its shards and stats.json.
 
+    The counts are DuckDB aggregates over the shards, so millions of rows are never loaded whole.
     Model names come from the rows; endpoint URLs and keys are never read, so none can reach the card."""
     out = Path(out_dir)
-    table = pads.dataset(out / "data", format="parquet").to_table(
-        columns=["kind", "source_id", "generator", "prompt_version", "grade", "judge"])
-    col = {name: table.column(name).to_pylist() for name in table.column_names}
-    kinds = Counter(col["kind"])
-    papers = {sid for kind, sid in zip(col["kind"], col["source_id"], strict=True) if kind != "instruct" and sid}
-    graded = Counter(g for g in col["grade"] if g is not None)
+    con = duckdb.connect()
+    con.read_parquet(str(out / "data" / "*.parquet")).create_view("qa")
+
+    def counts(column: str, where: str = "true") -> list[tuple[Any, int]]:
+        return con.execute(f"SELECT {column}, count(*) AS n FROM qa WHERE {column} IS NOT NULL AND {where} "
+                           f"GROUP BY ALL ORDER BY n DESC, {column}").fetchall()
+
+    total, papers = con.execute(
+        "SELECT count(*), count(DISTINCT source_id) FILTER (WHERE kind <> 'instruct') FROM qa").fetchone()
+    grades = sorted(counts("grade"))
     return _render(
         out, "qa.md.j2",
         title=title,
-        size_category=_size_category(table.num_rows),
-        kinds=sorted(kinds.items()),
-        total=table.num_rows,
-        papers=len(papers),
-        grades=sorted(graded.items()),
-        ungraded=table.num_rows - sum(graded.values()),
-        generators=Counter(g for g in col["generator"] if g).most_common(),
-        judges=Counter(j for j in col["judge"] if j).most_common(),
-        prompts=Counter(p for p in col["prompt_version"] if p).most_common(),
+        size_category=_size_category(total),
+        kinds=sorted(counts("kind")),
+        total=total,
+        papers=papers,
+        grades=grades,
+        ungraded=total - sum(n for _, n in grades),
+        generators=counts("generator"),
+        judges=counts("judge"),
+        prompts=counts("prompt_version"),
         stats=_stats(out),
     )
