@@ -254,11 +254,12 @@ class EndpointBackend:
 
     base-token uses `/v1/completions` with `echo` and `logprobs` (the prompt's own token
     log-probabilities, as lm-evaluation-harness's local-completions model does): one request per
-    continuation. Servers with no usable echo (none, or llama-cpp-python's misaligned one) are scored
-    from the top log-probabilities of the first generated token instead: one request per question,
-    exact for single-token continuations such as " A" (-inf outside the top k). instruct-token asks `/v1/chat/completions` for
-    `top_logprobs` and reads them at the token that follows the answer prefix in the reply; a reply
-    that does not open with the prefix leaves that question to generated text (a counted fallback).
+    continuation. Servers with no usable echo (none, or llama-cpp-python's misaligned one) are
+    scored from the top log-probabilities of the first generated token instead: one request per
+    question, exact for single-token continuations such as " A" (-inf outside the top k).
+    instruct-token asks `/v1/chat/completions` for `top_logprobs` and reads them at the token that
+    follows the answer prefix in the reply; a reply that does not open with the prefix leaves that
+    question to generated text (a counted fallback).
     The API key comes from the environment (`OPENAI_API_KEY`) and is never written anywhere.
     """
 
@@ -301,7 +302,7 @@ class EndpointBackend:
         try:
             flat = self._map(self._echo_logprob, [(c, k) for c in contexts for k in continuations])
             return [flat[i * n:(i + 1) * n] for i in range(len(contexts))]
-        except NoLogprobs:  # the first request decides; a server that gives none at all fails both ways
+        except NoLogprobs:  # no usable echo: next-token scores; a server with neither raises again
             return self._map(lambda context: self._next_token_logprobs(context, continuations), contexts)
 
     def _echo_logprob(self, pair: tuple[str, str]) -> float:

@@ -72,27 +72,28 @@ def write_qa_card(out_dir: str | Path, title: str = "astrodata astronomy QA and 
     The counts are DuckDB aggregates over the shards, so millions of rows are never loaded whole.
     Model names come from the rows; endpoint URLs and keys are never read, so none can reach the card."""
     out = Path(out_dir)
-    con = duckdb.connect()
-    con.read_parquet(str(out / "data" / "*.parquet")).create_view("qa")
+    with duckdb.connect() as con:
+        con.read_parquet(str(out / "data" / "*.parquet")).create_view("qa")
 
-    def counts(column: str, where: str = "true") -> list[tuple[Any, int]]:
-        return con.execute(f"SELECT {column}, count(*) AS n FROM qa WHERE {column} IS NOT NULL AND {where} "
-                           f"GROUP BY ALL ORDER BY n DESC, {column}").fetchall()
+        def counts(column: str) -> list[tuple[Any, int]]:
+            return con.execute(f"SELECT {column}, count(*) AS n FROM qa WHERE {column} IS NOT NULL "
+                               f"GROUP BY ALL ORDER BY n DESC, {column}").fetchall()
 
-    total, papers = con.execute(
-        "SELECT count(*), count(DISTINCT source_id) FILTER (WHERE kind <> 'instruct') FROM qa").fetchone()
-    grades = sorted(counts("grade"))
+        total, papers = con.execute(
+            "SELECT count(*), count(DISTINCT source_id) FILTER (WHERE kind <> 'instruct') FROM qa").fetchone()
+        kinds, grades = sorted(counts("kind")), sorted(counts("grade"))
+        generators, judges, prompts = counts("generator"), counts("judge"), counts("prompt_version")
     return _render(
         out, "qa.md.j2",
         title=title,
         size_category=_size_category(total),
-        kinds=sorted(counts("kind")),
+        kinds=kinds,
         total=total,
         papers=papers,
         grades=grades,
         ungraded=total - sum(n for _, n in grades),
-        generators=counts("generator"),
-        judges=counts("judge"),
-        prompts=counts("prompt_version"),
+        generators=generators,
+        judges=judges,
+        prompts=prompts,
         stats=_stats(out),
     )
