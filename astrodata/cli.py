@@ -147,7 +147,7 @@ def build_corpus_cmd(
     citations: Annotated[str, typer.Option(help="Citations: marker | keys | drop.")] = "marker",
 ) -> None:
     """Build the corpus dataset from arXiv e-prints (resumable: re-run to continue)."""
-    from astrodata.corpus import CorpusOptions, build_corpus, parse_shard
+    from astrodata.corpus.build import CorpusOptions, build_corpus, parse_shard
 
     if not (eprints or from_catalog or wikipedia or docs):
         raise UserError("nothing to build from: give --eprints, --from-catalog, --wikipedia and/or --docs")
@@ -226,8 +226,8 @@ def harvest_cmd(
     """Harvest arXiv metadata into the catalog's papers table (API, OAI-PMH or the snapshot)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from astrodata.core.workspace import Workspace
     from astrodata.sources.arxiv_meta import DEFAULT_CATEGORIES, harvest
-    from astrodata.workspace import Workspace
 
     with Workspace(workdir) as ws, Progress(SpinnerColumn(), TextColumn("{task.description}"),
                                             TimeElapsedColumn(), console=console) as progress:
@@ -284,12 +284,10 @@ def merge_cmd(
     from training.config import MergeConfig, load_config
     from training.merge import merge, parse_model_spec
 
-    cfg = load_config(MergeConfig, config) if config else None
-    fields: dict[str, Any] = cfg.model_dump() if cfg else {}
     given = {"models": [parse_model_spec(m) for m in model or []] or None, "out": out, "dtype": dtype,
              "base_from": base_from, "max_shard_size": max_shard_size}
-    fields.update({k: v for k, v in given.items() if v is not None})
-    summary = merge(MergeConfig.model_validate(fields))
+    overrides = {k: v for k, v in given.items() if v is not None}  # options given override the file
+    summary = merge(load_config(MergeConfig, config, overrides))
     console.print(f"merge: {summary['tensors']} tensors in {summary['shards']} shard(s), "
                   f"{summary['bytes'] / 1e9:.2f} GB -> {summary['out']} (config and tokenizer from "
                   f"{summary['metadata_from']})", highlight=False)

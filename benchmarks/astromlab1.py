@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from astrodata.mcq import MCQ, load_mcqs
+from astrodata.core.mcq import MCQ, load_mcqs
 
 from .backends import load_backend
 from .methods import Prediction, Prompts, run_method

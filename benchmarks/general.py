@@ -73,7 +73,7 @@ def fold_lm_eval(data: dict[str, Any], model: str | None = None) -> dict[str, An
 def run_general(model: str, out_dir: str | Path, *, tasks: list[str] | None = None, dtype: str = "bfloat16",
                 batch_size: int = 8, limit: int | None = None, lm_eval: str | None = None) -> dict[str, Any]:
     """Run lm_eval on `tasks` (default: the leaderboard set) and write `OUT/general_results.json`."""
-    from astrodata.models import resolve_model
+    from astrodata.core.models import resolve_model
 
     command = lm_eval_command(lm_eval)
     path = resolve_model(model)

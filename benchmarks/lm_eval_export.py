@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from astrodata.mcq import LETTERS, load_mcqs
+from astrodata.core.mcq import LETTERS, load_mcqs
 
 from .methods import Prompts
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from astrodata.mcq import LETTERS, MCQ
+from astrodata.core.mcq import LETTERS, MCQ
 
 from .backends import NoLogprobs
 

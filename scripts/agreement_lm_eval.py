@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from astrodata.models import resolve_model  # noqa: E402
+from astrodata.core.models import resolve_model  # noqa: E402
 from benchmarks.astromlab1 import evaluate  # noqa: E402
 from benchmarks.lm_eval_export import export_task  # noqa: E402
 from benchmarks.methods import Prompts, base_context, shots_for  # noqa: E402
@@ -65,7 +65,7 @@ def main() -> int:
     export_task(args.data, task_dir, few_shot=args.few_shot)
     theirs = run_lm_eval(args.lm_eval, model_path, task_dir, out / "lm_eval", args.batch_size)
 
-    from astrodata.mcq import load_mcqs
+    from astrodata.core.mcq import load_mcqs
 
     questions = load_mcqs(args.data).questions
     prompts = Prompts.load()

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from training_data import make_variants  # noqa: E402
 
-from astrodata.models import embedded_model_path  # noqa: E402
+from astrodata.core.models import embedded_model_path  # noqa: E402
 
 MERGEKIT = "mergekit==0.1.5"
 PINS = ["torch==2.13.0", "transformers==5.24.0"]

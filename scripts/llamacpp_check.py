@@ -39,7 +39,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from astrodata.models import gguf_path  # noqa: E402
+from astrodata.core.models import gguf_path  # noqa: E402
 from benchmarks.astromlab1 import evaluate  # noqa: E402
 
 KEYED = ROOT / "tests" / "fixtures" / "mcq" / "astro_keyed.jsonl"
@@ -79,7 +79,7 @@ def max_difference(a: dict[str, dict], b: dict[str, dict]) -> float | None:
 
 
 def check_eval(url: str, work: Path, limit: int) -> None:
-    from astrodata.models import embedded_model_path
+    from astrodata.core.models import embedded_model_path
 
     for method in ("base-token", "instruct-token"):
         remote = evaluate(KEYED, ALIAS, method, work / f"{method}-endpoint", endpoint=url, limit=limit)
@@ -95,8 +95,8 @@ def check_eval(url: str, work: Path, limit: int) -> None:
 def check_build_qa(url: str, work: Path, papers: int) -> None:
     from qa_support import real_corpus
 
+    from astrodata.core.shards import read_rows
     from astrodata.qa.build import QA_SCHEMA, build_qa
-    from astrodata.shards import read_rows
 
     corpus = real_corpus(work, ["v1298tau-tess.tar.gz", "sirius-b.tar.gz", "mab-rings.tar.gz"][:papers])
     overrides = {"passages": {"max_per_doc": 2}, "engine": {"concurrency": 2}}

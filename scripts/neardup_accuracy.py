@@ -9,7 +9,7 @@ arXiv-version-like revisions (edits + an added sentence + changed numbers).
 Truth: every pair of documents whose word-5-gram shingle sets (the 64-bit shingle hashes the
 pipeline uses) have Jaccard >= threshold, computed exhaustively by a DuckDB self-join on shingles
 (every pair sharing at least one shingle gets its exact intersection; all others have Jaccard 0).
-Found: the verified pairs of `astrodata.dedup.find_near_duplicates`, once with the signature
+Found: the verified pairs of `astrodata.corpus.dedup.find_near_duplicates`, once with the signature
 estimate as the check (the default) and once with exact Jaccard on the candidates
 (`ExactJaccard`). Precision = found true pairs / found pairs; recall = found true pairs / true pairs.
 
@@ -33,8 +33,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from astrodata.dedup import ExactJaccard, MinHashParams, compute_signatures, find_near_duplicates
-from astrodata.textnorm import shingle_hashes
+from astrodata.core.textnorm import shingle_hashes
+from astrodata.corpus.dedup import ExactJaccard, MinHashParams, compute_signatures, find_near_duplicates
 
 DEFAULT_EPRINTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-eprints"
 _MATH_ENVS = r"equation|align|eqnarray|gather|multline|figure|table|tabular|displaymath|math"

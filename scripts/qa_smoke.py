@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from astrodata.corpus import CorpusOptions, build_corpus  # noqa: E402
+from astrodata.core.shards import read_rows  # noqa: E402
+from astrodata.corpus.build import CorpusOptions, build_corpus  # noqa: E402
 from astrodata.qa.build import QA_SCHEMA, build_qa  # noqa: E402
-from astrodata.shards import read_rows  # noqa: E402
 
 PAPERS = ["v1298tau-tess.tar.gz", "sirius-b.tar.gz", "mab-rings.tar.gz"]
 
@@ -53,7 +53,7 @@ def trl_step(out: Path) -> str:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from astrodata.models import embedded_model_path
+    from astrodata.core.models import embedded_model_path
 
     ds = datasets.load_dataset("parquet", data_dir=str(out / "data"), split="train")
     path = embedded_model_path()

@@ -1,6 +1,6 @@
 """CPU smoke run of the training recipe with SmolLM2-135M (not part of CI: ~10-40 min on 2 cores).
 
-1. corpus from the shared e-prints (`astrodata.corpus.build_corpus`; the crude stand-in if it yields none),
+1. corpus from the shared e-prints (`astrodata.corpus.build.build_corpus`; the crude stand-in if it yields none),
    split into training papers and 5 held-out papers
 2. CPT for 20 steps with training/configs/smollm2-cpu-cpt.yaml, loss curve printed, and the loss on
    16 blocks of the held-out papers before and after (per-batch training loss is noisy: each step
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from training_data import build_eprint_corpus, sharegpt_messages, write_qa  # noqa: E402
 
-from astrodata.shards import CORPUS_SCHEMA, ShardWriter, read_rows  # noqa: E402
+from astrodata.core.shards import CORPUS_SCHEMA, ShardWriter, read_rows  # noqa: E402
 from training import cpt, sft  # noqa: E402
 from training.config import CPTConfig, SFTConfig, load_config  # noqa: E402
 from training.data import build_cpt_dataset  # noqa: E402
@@ -62,7 +62,7 @@ def heldout_loss(model_dir: str | Path, heldout: Path, cache: Path, n_blocks: in
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from astrodata.models import resolve_model
+    from astrodata.core.models import resolve_model
 
     path = resolve_model(str(model_dir))
     tokenizer = AutoTokenizer.from_pretrained(path)

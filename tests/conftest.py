@@ -28,7 +28,7 @@ def shared(*parts: str) -> Path:
 
 @pytest.fixture
 def workspace(tmp_path):
-    from astrodata.workspace import Workspace
+    from astrodata.core.workspace import Workspace
 
     ws = Workspace(tmp_path / "work")
     yield ws
@@ -37,7 +37,7 @@ def workspace(tmp_path):
 
 @pytest.fixture(scope="session")
 def embedded_model() -> Path:
-    from astrodata.models import embedded_model_path
+    from astrodata.core.models import embedded_model_path
 
     return embedded_model_path()
 

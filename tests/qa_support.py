@@ -33,8 +33,8 @@ from typing import Any
 import httpx
 from conftest import shared
 
-from astrodata.corpus import CorpusOptions, build_corpus
-from astrodata.shards import CORPUS_SCHEMA, ShardWriter
+from astrodata.core.shards import CORPUS_SCHEMA, ShardWriter
+from astrodata.corpus.build import CorpusOptions, build_corpus
 
 FAULTS = ("429", "500", "timeout", "truncated")
 

@@ -410,7 +410,7 @@ def test_snapshot_plain_gz_zip_with_category_and_dates(workspace, tmp_path):
     with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.write(path, "arxiv-metadata-oai-snapshot.json")
     for source in (path, gz, zipped):
-        from astrodata.workspace import Workspace
+        from astrodata.core.workspace import Workspace
 
         with Workspace(tmp_path / f"w-{source.name}") as ws:
             harvest_snapshot(ws, source, ["astro-ph"], "2007-04-01", "2007-04-01")
@@ -472,7 +472,7 @@ def test_cli_harvest_snapshot_and_bad_options(tmp_path):
                                  "gr-qc", "--from", "2006-01-01", "--until", "2006-12-31", "--workdir", str(work)])
     assert result.exit_code == 0, result.output
     assert "1 new" in result.output
-    from astrodata.workspace import Workspace
+    from astrodata.core.workspace import Workspace
 
     with Workspace(work) as ws:
         assert list(papers(ws)) == ["gr-qc/0601002"]

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from astrodata.cli import app
-from astrodata.mcq import load_mcqs
+from astrodata.core.mcq import load_mcqs
 from benchmarks.astromlab1 import bootstrap_ci, evaluate
 from benchmarks.general import LmEvalMissing, fold_lm_eval, lm_eval_command, run_general
 from benchmarks.lm_eval_export import export_task

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FIXTURES, ROOT, shared
 
-from astrodata.corpus import CorpusOptions, build_corpus, in_shard, parse_shard
-from astrodata.shards import read_rows
+from astrodata.core.shards import read_rows
+from astrodata.corpus.build import CorpusOptions, build_corpus, in_shard, parse_shard
 
 EPRINTS = FIXTURES / "eprints"
 CORPUS_COLUMNS = {"id", "source", "source_id", "title", "text", "n_tokens", "license", "url", "date"}
@@ -121,7 +121,7 @@ def test_sigkill_mid_run_then_resume_is_exactly_once(tmp_path):
     n = 200
     write_distinct_papers(src, n)
     args = [sys.executable, "-c",
-            "from astrodata.corpus import CorpusOptions, build_corpus; from pathlib import Path; "
+            "from astrodata.corpus.build import CorpusOptions, build_corpus; from pathlib import Path; "
             f"build_corpus(Path('work'), CorpusOptions(out=Path('out'), eprints=[Path('{src}')], workers=1, "
             "flush_every=4, progress=False))"]
     proc = subprocess.Popen(args, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -202,8 +202,8 @@ def test_build_from_harvested_catalog(tmp_path):
     import http.server
     import threading
 
+    from astrodata.core.workspace import Workspace
     from astrodata.sources.arxiv_meta import harvest_snapshot
-    from astrodata.workspace import Workspace
 
     work = tmp_path / "work"
     with Workspace(work) as ws:

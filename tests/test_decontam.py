@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from astrodata.decontam import BenchmarkIndex, Decontaminator, load_benchmark
-from astrodata.mcq import MCQError
+from astrodata.core.mcq import MCQError
+from astrodata.corpus.decontam import BenchmarkIndex, Decontaminator, load_benchmark
 
 ASTRO = [
     {"question": "Which process is thought to dominate the heating of the intracluster medium in "

@@ -7,7 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from astrodata.dedup import (
+from astrodata.core.textnorm import WORD_RE, normalize, shingle_hashes, text_hash, words
+from astrodata.corpus.dedup import (
     ExactJaccard,
     MinHashParams,
     compute_signatures,
@@ -17,7 +18,6 @@ from astrodata.dedup import (
     minhash_signatures,
     parse_arxiv_id,
 )
-from astrodata.textnorm import WORD_RE, normalize, shingle_hashes, text_hash, words
 
 VOCAB = (
     "galaxy star accretion disc halo redshift spectrum photometry lensing cluster merger binary "

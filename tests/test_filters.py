@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import shared
 
-from astrodata import filters as F
-from astrodata.recipe import load_recipe
+from astrodata.corpus import filters as F
+from astrodata.corpus.recipe import load_recipe
 
 S = load_recipe().filters
 PROSE = ("Spectroscopic observations of the nearby galaxy reveal a rotating disc of ionised gas, "

@@ -7,8 +7,8 @@ import shutil
 import pytest
 from conftest import FIXTURES
 
-from astrodata.recipe import load_recipe
-from astrodata.sources.local_docs import DocumentError, iter_local_documents, read_pdf
+from astrodata.corpus.recipe import load_recipe
+from astrodata.textbooks.local_docs import DocumentError, iter_local_documents, read_pdf
 
 DOCS = FIXTURES / "local_docs"
 LICENSE = "CC-BY-4.0"

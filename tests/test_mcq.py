@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FIXTURES
 
-from astrodata.mcq import MCQError, load_mcqs
+from astrodata.core.mcq import MCQError, load_mcqs
 
 KEYED = FIXTURES / "mcq" / "astro_keyed.jsonl"
 

@@ -27,7 +27,7 @@ def test_embedded_model_loads_and_generates(embedded_model):
 
 
 def test_second_call_uses_cache(embedded_model):
-    from astrodata.models import embedded_model_path, resolve_model
+    from astrodata.core.models import embedded_model_path, resolve_model
 
     assert embedded_model_path() == embedded_model
     assert resolve_model("embedded") == str(embedded_model)

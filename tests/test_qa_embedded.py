@@ -18,10 +18,10 @@ import yaml
 from conftest import ROOT
 from qa_support import real_corpus, write_corpus
 
+from astrodata.core.shards import read_rows
+from astrodata.core.workspace import Workspace
 from astrodata.qa.build import QA_SCHEMA, build_qa
 from astrodata.qa.tasks import Grade, load_prompt, qa_schema, summary_schema
-from astrodata.shards import read_rows
-from astrodata.workspace import Workspace
 from cards.render import write_qa_card
 
 SMALL = {
@@ -77,7 +77,7 @@ def test_embedded_end_to_end_on_a_real_paper(tmp_path):
     assert ds.num_rows == len(rows)
     from transformers import AutoTokenizer
 
-    from astrodata.models import embedded_model_path
+    from astrodata.core.models import embedded_model_path
 
     tok = AutoTokenizer.from_pretrained(embedded_model_path())  # what SFTTrainer does with `messages`
     for row in ds:

@@ -17,10 +17,10 @@ import pytest
 from conftest import FIXTURES, shared
 from qa_support import write_corpus
 
+from astrodata.core.shards import read_rows
+from astrodata.core.workspace import Workspace
 from astrodata.qa.build import build_qa
 from astrodata.qa.instruct import Rejected, to_messages
-from astrodata.shards import read_rows
-from astrodata.workspace import Workspace
 
 NO_LLM = {"qa": {"enabled": False}, "summary": {"enabled": False}, "judge": {"enabled": False},
           "metadata": {"enabled": False}}

@@ -22,13 +22,13 @@ import pytest
 from conftest import ROOT, free_port
 from qa_support import FaultProxy, body_key, real_corpus
 
+from astrodata.core.shards import read_rows
+from astrodata.core.workspace import Workspace
 from astrodata.qa.backends import EndpointBackend
 from astrodata.qa.build import build_qa, probe_dialect
 from astrodata.qa.engine import REPLIED, Engine, validate_reply
 from astrodata.qa.recipe import load_qa_recipe
 from astrodata.qa.tasks import Grade, load_prompt, qa_schema
-from astrodata.shards import read_rows
-from astrodata.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,8 @@ import pytest
 from conftest import FIXTURES
 from qa_support import real_corpus, write_corpus
 
-from astrodata.decontam import Decontaminator
+from astrodata.core.shards import read_rows
+from astrodata.corpus.decontam import Decontaminator
 from astrodata.qa.backends import DIALECTS, EndpointBackend
 from astrodata.qa.batch import ingest_batch, write_batch
 from astrodata.qa.build import QA_SCHEMA, build_qa
@@ -20,7 +21,6 @@ from astrodata.qa.engine import Engine, Job, RateLimiter, request_key, validate_
 from astrodata.qa.mix import contaminated_items, duplicate_items, pick, quotas
 from astrodata.qa.recipe import load_qa_recipe
 from astrodata.qa.tasks import Grade, load_prompt, qa_schema, split_passages, summary_schema
-from astrodata.shards import read_rows
 
 NO_LLM = {"qa": {"enabled": False}, "summary": {"enabled": False}, "judge": {"enabled": False}}
 
@@ -134,7 +134,7 @@ def test_metadata_tasks_from_the_catalog(tmp_path, paper):
         {"id": "arxiv:2401.00001v1", "source_id": "2401.00001v1", "title": "Uncatalogued Paper", "text": "Text."},
         {"id": "arxiv:slug", "source_id": "v1298tau-tess", "title": "A Slug Paper", "text": "Text."},
     ])
-    from astrodata.workspace import Workspace
+    from astrodata.core.workspace import Workspace
 
     with Workspace(tmp_path / "work") as ws:
         ws.con.execute("INSERT INTO papers (arxiv_id, title, authors, abstract, categories, primary_category, published)"

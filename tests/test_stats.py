@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from astrodata.filters import Drop
-from astrodata.stats import corpus_stats, write_report
+from astrodata.corpus.filters import Drop
+from astrodata.corpus.stats import corpus_stats, write_report
 
 ROWS = [
     {"id": "a1", "source": "arxiv", "text": "one two three four", "n_tokens": 6},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from astrodata.tokens import add_token_counts, count_tokens, load_tokenizer, tokenizer_file
+from astrodata.corpus.tokens import add_token_counts, count_tokens, load_tokenizer, tokenizer_file
 
 TEXTS = ["Hello world", "", "The galaxy M31 lies 780 kpc away; its disc is warped.",
          "Σ = 2πr and H₀ ≈ 70 km s⁻¹ Mpc⁻¹", "  spaces\n\nand lines  "]

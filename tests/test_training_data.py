@@ -157,7 +157,7 @@ def test_cpt_blocks_and_cache(tmp_path, tokenizer):
     assert all(len(b) == 128 for b in blocks["input_ids"])
     assert stats["tokens"] - stats["dropped_tokens"] == 128 * len(blocks)
     assert stats["dropped_tokens"] < 128  # one group of 4 documents: less than one block is lost
-    from astrodata.shards import read_rows
+    from astrodata.core.shards import read_rows
 
     texts = [r["text"] for r in read_rows(corpus, ["text"])]
     stream = list(chain.from_iterable(tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FIXTURES, shared
 
-from astrodata.recipe import load_recipe
+from astrodata.corpus.recipe import load_recipe
 from astrodata.sources.wikipedia import (
     iter_wikipedia_documents,
     iter_xml_pages,

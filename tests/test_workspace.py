@@ -1,7 +1,7 @@
 import duckdb
 import pytest
 
-from astrodata.workspace import Workspace
+from astrodata.core.workspace import Workspace
 
 
 def test_schema_is_idempotent_and_queryable(tmp_path):

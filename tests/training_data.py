@@ -1,6 +1,6 @@
 """Real training inputs for the training tests, smoke script and benchmark.
 
-Corpus: `astrodata.corpus.build_corpus` over the shared e-prints when that stage is present; until then a
+Corpus: `astrodata.corpus.build.build_corpus` over the shared e-prints when that stage is present; until then a
 crude stand-in (main .tex body with commands stripped) written with `ShardWriter`, which is enough
 to train on real astronomy prose. QA: the shared ShareGPT conversations mapped to `messages`
 (human->user, gpt->assistant, function_call->assistant, observation->tool).
@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from astrodata.shards import CORPUS_SCHEMA, ShardWriter, shard_files
+from astrodata.core.shards import CORPUS_SCHEMA, ShardWriter, shard_files
 
 QA_SCHEMA = pa.schema([
     ("id", pa.string()), ("kind", pa.string()),
@@ -51,16 +51,16 @@ def crude_text(tex: str) -> str:
 def build_eprint_corpus(eprints: Path, out_dir: Path, limit: int | None = None, real: bool = True) -> str:
     """Corpus dataset from the shared e-prints; returns which builder made it.
 
-    `real`: the project's corpus stage (`astrodata.corpus.build_corpus`); when it yields no document
+    `real`: the project's corpus stage (`astrodata.corpus.build.build_corpus`); when it yields no document
     (or `real` is False, as in the fast tests) the crude stand-in writes the dataset instead.
     """
     if real:
-        from astrodata.corpus import CorpusOptions, build_corpus
+        from astrodata.corpus.build import CorpusOptions, build_corpus
 
         opts = CorpusOptions(out=out_dir, eprints=[eprints], workers=2, limit=limit, progress=False)
         build_corpus(out_dir.parent / f"{out_dir.name}-work", opts)
         if shard_files(out_dir):
-            return "astrodata.corpus.build_corpus"
+            return "astrodata.corpus.build.build_corpus"
     manifest = json.loads((eprints / "MANIFEST.json").read_text())
     with ShardWriter(out_dir, CORPUS_SCHEMA, rows_per_shard=8) as writer:
         for paper in manifest[:limit]:

@@ -1,7 +1,8 @@
-"""Training configs: pydantic models loaded from YAML, with `key=value` overrides from the command line.
+"""Training configs: strict pydantic models, read by `astrodata.core.config.load_config` (YAML + `a.b=value`
+overrides from the command line, the one loader every stage uses).
 
-Unknown keys are refused (`extra="forbid"`) so a typo in a recipe fails at load time instead of silently
-training with a default. Anything of `TrainingArguments` not modelled here goes under `trainer:`.
+Unknown keys are refused so a typo in a recipe fails at load time instead of silently training with a
+default. Anything of `TrainingArguments` not modelled here goes under `trainer:`.
 """
 
 from __future__ import annotations
@@ -9,17 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from astrodata.core.config import Strict, load_config
+
+__all__ = ["C", "CPTConfig", "MergeConfig", "MergeInput", "SFTConfig", "TrainConfig", "load_config"]
 
 C = TypeVar("C", bound=BaseModel)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     """Settings shared by CPT and SFT: model, data, optimisation schedule, checkpointing."""
 
     model: str = Field("embedded", description="model folder, or `embedded` for the offline SmolLM2")
@@ -68,12 +68,12 @@ class SFTConfig(TrainConfig):
     pack_batch: int = Field(1000, gt=0, description="examples per packing group (first-fit decreasing)")
 
 
-class MergeInput(_Strict):
+class MergeInput(Strict):
     path: Path
     weight: float
 
 
-class MergeConfig(_Strict):
+class MergeConfig(Strict):
     models: list[MergeInput] = Field(min_length=1)
     out: Path
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
@@ -86,35 +86,3 @@ class MergeConfig(_Strict):
         if sum(m.weight for m in self.models) == 0:
             raise ValueError("merge weights sum to 0")
         return self
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    for part in parents:
-        data = data.setdefault(part, {})
-    data[leaf] = value
-
-
-def load_config(cls: type[C], path: str | Path | None, overrides: list[str] | None = None) -> C:
-    """Read YAML (optional), apply `a.b=value` overrides (values parsed as YAML), validate.
-
-    Errors name the file and the offending key, so `astrodata train` fails in one readable line.
-    """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} is not of the form key=value")
-        _set_dotted(data, key.strip(), yaml.safe_load(value))
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{path or 'config'}: {problems}") from None

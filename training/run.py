@@ -90,7 +90,7 @@ def load_model(cfg: TrainConfig) -> tuple[Any, Any]:
     """Model (fp32 master weights by default: mixed precision casts per op) and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from astrodata.models import resolve_model
+    from astrodata.core.models import resolve_model
 
     path = resolve_model(cfg.model)
     if not Path(path, "config.json").is_file():

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from astrodata.models import EMBEDDED_NAME, embedded_model_path
+from astrodata.core.models import EMBEDDED_NAME, embedded_model_path
 
 DIALECTS = ("json_schema", "json_object_schema", "none")
 EMBEDDED_GENERATOR = "embedded/SmolLM2-135M-Instruct"

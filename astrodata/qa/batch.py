@@ -18,7 +18,8 @@ from typing import Any
 
 import duckdb
 
-from astrodata.qa.engine import REPLIED, SCHEMA, _now
+from astrodata.core.workspace import utc_now
+from astrodata.qa.engine import REPLIED, SCHEMA
 from astrodata.qa.recipe import Price
 
 MAX_LINES = 50_000  # the OpenAI Batch API's limit per file
@@ -84,7 +85,7 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, prices
                 err = rec.get("error") or (response.get("body") or {}).get("error") or "no reply"
                 con.execute("UPDATE generation_requests SET status = 'failed', error = ?, via = 'batch', "
                             "run_id = ?, updated_at = ? WHERE key = ?",
-                            [f"batch: HTTP {status}: {json.dumps(err)[:300]}", run_id, _now(), key])
+                            [f"batch: HTTP {status}: {json.dumps(err)[:300]}", run_id, utc_now(), key])
                 counts["failed"] += 1
                 continue
             price = prices.get(row[0][1])
@@ -92,6 +93,6 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, prices
             con.execute(
                 "UPDATE generation_requests SET status = 'replied', response = ?, error = NULL, via = 'batch', "
                 "attempts = attempts + 1, tokens_in = ?, tokens_out = ?, cost_usd = ?, run_id = ?, updated_at = ? "
-                "WHERE key = ?", [text, tokens_in, tokens_out, cost, run_id, _now(), key])
+                "WHERE key = ?", [text, tokens_in, tokens_out, cost, run_id, utc_now(), key])
             counts["replied"] += 1
     return counts

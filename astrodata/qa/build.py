@@ -27,7 +27,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from astrodata.dedup import parse_arxiv_id
+from astrodata.core.arxiv_ids import parse_arxiv_id
+from astrodata.core.shards import ShardWriter, read_rows, shard_files, write_stats
+from astrodata.core.textnorm import text_hash
+from astrodata.core.workspace import DEFAULT_WORKDIR, Run, Workspace
 from astrodata.qa.backends import Backend, EndpointBackend, make_backend
 from astrodata.qa.batch import ingest_batch, write_batch
 from astrodata.qa.engine import SCHEMA as REQUESTS_SCHEMA
@@ -45,9 +48,6 @@ from astrodata.qa.tasks import (
     split_passages,
     summary_schema,
 )
-from astrodata.shards import ShardWriter, read_rows, shard_files, write_stats
-from astrodata.textnorm import text_hash
-from astrodata.workspace import DEFAULT_WORKDIR, Run, Workspace
 
 SCORES = ("correctness", "standalone", "pertinence", "overall")
 QA_SCHEMA = pa.schema([
@@ -483,7 +483,7 @@ def _run_stages(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path,
 
     decontaminator = None
     if rec.decontam.benchmarks:
-        from astrodata.decontam import Decontaminator
+        from astrodata.corpus.decontam import Decontaminator
 
         decontaminator = Decontaminator.from_files(rec.decontam.benchmarks, "drop", rec.decontam.ngram,
                                                    rec.decontam.min_words)

@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -36,6 +35,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from astrodata.core.workspace import utc_now
 from astrodata.qa.backends import Backend, Fatal, Rejected, Transient, schema_json
 from astrodata.qa.recipe import EngineSettings, Price
 
@@ -107,10 +107,6 @@ def validate_reply(text: str, schema: type[BaseModel]) -> tuple[BaseModel | None
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         return None, f"{where + ': ' if where else ''}{err['msg']}"[:300]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class RateLimiter:
@@ -476,7 +472,7 @@ class Engine:
             "key": key, "task": job.task, "label": job.label, "model": job.backend.name, "via": job.backend.via,
             "request": json.dumps(body, ensure_ascii=False), "response": response, "status": status, "error": error,
             "attempts": attempts, "tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": cost,
-            "latency_s": latency, "run_id": self.run_id, "updated_at": _now()})
+            "latency_s": latency, "run_id": self.run_id, "updated_at": utc_now()})
 
     def _refresh(self) -> None:
         s = self.stats

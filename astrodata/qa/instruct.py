@@ -8,7 +8,7 @@ would teach the model to answer tool output as if a person had said it.
 
 Filters, in order: structure, language (the `langdetect` column when present, else py3langid on
 the text), length, label include/exclude lists, exact duplicates of the first user turn
-(`astrodata.textnorm`), and benchmark decontamination (`astrodata.decontam`).
+(`astrodata.core.textnorm`), and benchmark decontamination (`astrodata.corpus.decontam`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from astrodata.decontam import Decontaminator
-from astrodata.filters import language_score
+from astrodata.core.textnorm import text_hash
+from astrodata.corpus.decontam import Decontaminator
+from astrodata.corpus.filters import language_score
 from astrodata.qa.recipe import InstructSettings
-from astrodata.textnorm import text_hash
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 LOCAL_SUFFIXES = (".parquet", ".jsonl", ".json")

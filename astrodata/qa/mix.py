@@ -1,10 +1,10 @@
 """QA dedup, decontamination and the SFT mix.
 
-- Duplicate questions: exact (same normalised text, `astrodata.textnorm`) and near (MinHash-LSH
-  over question word n-grams, `astrodata.dedup`); of each group the best-graded pair is kept
+- Duplicate questions: exact (same normalised text, `astrodata.core.textnorm`) and near (MinHash-LSH
+  over question word n-grams, `astrodata.corpus.dedup`); of each group the best-graded pair is kept
   (then the smallest id, so the choice is stable).
 - Decontamination: an item is dropped when its whole text (question and answer together, so an
-  n-gram spanning both is found) shares n-grams with a benchmark question (`astrodata.decontam`).
+  n-gram spanning both is found) shares n-grams with a benchmark question (`astrodata.corpus.decontam`).
 - Mix: per-kind quotas from proportions; within a kind a seeded hash order picks the rows, so
   the same inputs give the same mix.
 """
@@ -20,9 +20,9 @@ import duckdb
 import pyarrow as pa
 import xxhash
 
-from astrodata.decontam import Decontaminator
-from astrodata.dedup import MinHashParams, compute_signatures, doc_key, find_near_duplicates
-from astrodata.textnorm import text_hash
+from astrodata.core.textnorm import text_hash
+from astrodata.corpus.decontam import Decontaminator
+from astrodata.corpus.dedup import MinHashParams, compute_signatures, doc_key, find_near_duplicates
 
 Candidate = tuple[str, str, int | None]  # (item id, text, grade)
 

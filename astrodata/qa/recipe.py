@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from astrodata.recipe import Strict, load_yaml_model
+from astrodata.core.config import Strict, load_config
 
 DEFAULT_QA_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "qa.yaml"
 
@@ -133,7 +133,7 @@ class QARecipe(Strict):
 
 def load_qa_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> QARecipe:
     """The default QA recipe, deep-merged with a user's YAML file and then with `overrides`."""
-    recipe = load_yaml_model(QARecipe, DEFAULT_QA_RECIPE, path, overrides)
+    recipe = load_config(QARecipe, path, overrides, default=DEFAULT_QA_RECIPE)
     if recipe.passages.overlap_chars >= recipe.passages.size_chars:
         raise ValueError("recipe: passages.overlap_chars must be smaller than passages.size_chars")
     if recipe.mix.proportions is not None and any(v < 0 for v in recipe.mix.proportions.values()):

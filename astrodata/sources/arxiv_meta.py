@@ -42,7 +42,8 @@ import arxiv
 import httpx
 import pyarrow as pa
 
-from astrodata.workspace import Run, Workspace
+from astrodata.core.arxiv_ids import split_id
+from astrodata.core.workspace import Run, Workspace
 
 API_URL = "https://export.arxiv.org/api/query"
 OAI_URL = "https://oaipmh.arxiv.org/oai"
@@ -73,26 +74,6 @@ except PackageNotFoundError:
 
 class HarvestError(RuntimeError):
     """A request the service refused or could not serve; the message names the URL and the reason."""
-
-
-# -- ids ---------------------------------------------------------------------------------------
-_ID_RE = re.compile(
-    r"^(?:(?P<new>\d{4}\.\d{4,5})|(?P<arch>[a-z]+(?:-[a-z]+)*(?:\.[A-Z]{2})?)/?(?P<num>\d{7}))(?:v(?P<v>\d+))?$"
-)
-_ID_PREFIX = re.compile(r"^(?:https?://(?:export\.)?arxiv\.org/(?:abs|pdf)/|oai:arXiv\.org:|arXiv:)", re.I)
-
-
-def split_id(raw: str) -> tuple[str, int | None]:
-    """`astro-ph/0601001v2` -> (`astro-ph/0601001`, 2).
-
-    Also takes abs URLs, OAI identifiers, `arXiv:` prefixes and bulk-tar file stems, where old-style
-    ids lose their slash (`astro-ph0601001`). Raises ValueError for anything that is not an arXiv id.
-    """
-    m = _ID_RE.match(_ID_PREFIX.sub("", raw.strip()))
-    if not m:
-        raise ValueError(f"not an arXiv id: {raw!r}")
-    base = m["new"] or f"{m['arch']}/{m['num']}"
-    return base, int(m["v"]) if m["v"] else None
 
 
 # -- the record ------------------------------------------------------------------------------------

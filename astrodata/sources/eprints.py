@@ -28,6 +28,7 @@ from typing import BinaryIO
 
 import httpx
 
+from astrodata.core.arxiv_ids import EPRINT_SUFFIXES, filename_for_id, id_from_filename
 from astrodata.sources.arxiv_meta import retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -372,31 +373,14 @@ def _unpack_tar(stream: _Reader, eprint_id: str, limits: UnpackLimits) -> Eprint
 
 # --- sources ------------------------------------------------------------------------------------
 
-_EPRINT_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".gz", ".tex", ".pdf")
-_OLD_STYLE = re.compile(r"^([a-z-]+(?:\.[A-Z]{2})?)(\d{7}(?:v\d+)?)$")
 _NOT_EPRINTS = (".part", ".json", ".jsonl", ".md", ".csv", ".lock")
-
-
-def id_from_filename(name: str) -> str:
-    """`2401.01234v2.tar.gz` -> `2401.01234v2`; `astro-ph0601001.gz` -> `astro-ph/0601001`."""
-    for suffix in _EPRINT_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    old = _OLD_STYLE.match(name)
-    return f"{old[1]}/{old[2]}" if old else name
-
-
-def filename_for_id(eprint_id: str) -> str:
-    """The inverse: old-style ids lose their slash, as in arXiv's bulk tars."""
-    return eprint_id.replace("/", "")
 
 
 def iter_local_eprints(folder: Path) -> Iterator[tuple[str, Path]]:
     """(id, path) for each e-print file in `folder`, sorted by id; the file stem is the id.
 
     When one id has several files (arXiv's `.tar.gz` beside the lone `.gz`), the first in
-    `_EPRINT_SUFFIXES` order wins (the archive holds the bibliography too); the others are logged."""
+    `EPRINT_SUFFIXES` order wins (the archive holds the bibliography too); the others are logged."""
     by_id: dict[str, list[Path]] = {}
     for path in sorted(Path(folder).iterdir()):
         if path.name.startswith(".") or not path.is_file() or path.name.lower().endswith(_NOT_EPRINTS):
@@ -411,7 +395,7 @@ def iter_local_eprints(folder: Path) -> Iterator[tuple[str, Path]]:
 
 def _suffix_rank(path: Path) -> int:
     name = path.name.lower()
-    return next((i for i, s in enumerate(_EPRINT_SUFFIXES) if name.endswith(s)), len(_EPRINT_SUFFIXES))
+    return next((i for i, s in enumerate(EPRINT_SUFFIXES) if name.endswith(s)), len(EPRINT_SUFFIXES))
 
 
 def iter_bulk_tar(tar_path: Path, max_member_bytes: int = UnpackLimits.max_total_bytes) -> Iterator[tuple[str, bytes]]:

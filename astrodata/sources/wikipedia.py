@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 from xml.etree import ElementTree as ET
 
@@ -48,7 +48,36 @@ from mwparserfromhell.nodes import (
     Wikilink,
 )
 
-from astrodata.recipe import LexiconSettings, WikipediaSettings
+from astrodata.core.config import Strict
+
+
+class LexiconSettings(Strict):
+    """Keyword scorer: weighted term hits per 1,000 words (`astronom*` = prefix match)."""
+
+    terms: dict[str, float]
+    threshold: float  # weighted hits per 1,000 words
+    min_distinct: int  # distinct terms seen, so one repeated word cannot carry a page
+    # Parse only pages whose score on the raw wikitext reaches this share of the threshold:
+    # the wikitext parse costs ~100x the scoring, and clean/raw scores stay within ~2x.
+    raw_prefilter: float
+
+
+class WikipediaSettings(Strict):
+    """Which Wikipedia pages count as astronomy, and how their wikitext becomes text."""
+
+    # either: category graph OR lexicon; category / lexicon: that signal alone
+    selection: Literal["either", "category", "lexicon"]
+    category_roots: list[str]
+    category_depth: int  # subcategory hops below the roots
+    # Category names that count as astronomy on their own (case-insensitive regexes): the
+    # fallback when the dump carries no category hierarchy (no Category: pages, no links file).
+    category_patterns: list[str]
+    lexicon: LexiconSettings
+    drop_sections: list[str]  # headings whose sections are dropped
+    namespaces: list[int]
+    dataset_config: str  # config of the `wikimedia/wikipedia` Hub dataset
+
+
 
 SOURCE = "wikipedia"
 # Wikipedia's text licence changed from CC BY-SA 3.0 to 4.0 on 2023-06-29 (terms of use update).

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from astrodata.corpus import CorpusOptions, build_corpus
+from astrodata.corpus.build import CorpusOptions, build_corpus
 from astrodata.sources.eprints import iter_local_eprints
 
 PAPERS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "arxiv-eprints"

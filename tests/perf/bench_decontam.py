@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from astrodata.decontam import BenchmarkIndex, Decontaminator
-from astrodata.textnorm import words
+from astrodata.core.textnorm import words
+from astrodata.corpus.decontam import BenchmarkIndex, Decontaminator
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from astrodata.models import resolve_model  # noqa: E402
+from astrodata.core.models import resolve_model  # noqa: E402
 from benchmarks.astromlab1 import evaluate  # noqa: E402
 from benchmarks.backends import HFBackend  # noqa: E402
 from benchmarks.lm_eval_export import export_task  # noqa: E402

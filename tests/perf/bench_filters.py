@@ -32,9 +32,9 @@ TABLES = SHARED / "wikipedia-dumps" / "gensim__enwiki-table-markup.xml.bz2"
 
 
 def real_documents() -> list[dict]:
+    from astrodata.corpus.recipe import load_recipe
     from astrodata.latex.flatten import flatten
     from astrodata.latex.to_text import latex_to_text
-    from astrodata.recipe import load_recipe
     from astrodata.sources.eprints import unpack_eprint
     from astrodata.sources.wikipedia import iter_xml_pages, wikitext_to_text
 
@@ -92,9 +92,9 @@ def main() -> None:
     args = parser.parse_args()
     if not SHARED.exists():
         sys.exit(f"needs the shared real-data folder {SHARED}")
-    from astrodata import filters as F
-    from astrodata.recipe import load_recipe
-    from astrodata.tokens import count_tokens, load_tokenizer
+    from astrodata.corpus import filters as F
+    from astrodata.corpus.recipe import load_recipe
+    from astrodata.corpus.tokens import count_tokens, load_tokenizer
 
     settings = load_recipe().filters
     docs = real_documents()

@@ -6,7 +6,7 @@
 datasketch is a comparison baseline only, not a dependency: `.venv/bin/pip install datasketch`
 (the column is skipped with a message when it is missing).
 
-1. Signatures: `astrodata.dedup.compute_signatures` in this one process (= one core) on windows
+1. Signatures: `astrodata.corpus.dedup.compute_signatures` in this one process (= one core) on windows
    and whole papers of real text from ../shared/data/arxiv-eprints (tokenising, shingling,
    hashing and writing Parquet included); datasketch's `MinHash.bulk` on the same shingles.
 2. LSH stage: synthetic signatures with planted near-duplicate clusters (members agree with
@@ -30,7 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from astrodata.dedup import (
+from astrodata.core.textnorm import words
+from astrodata.corpus.dedup import (
     MinHashParams,
     _union_find,
     band_hashes,
@@ -39,7 +40,6 @@ from astrodata.dedup import (
     find_near_duplicates,
     signature_schema,
 )
-from astrodata.textnorm import words
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))

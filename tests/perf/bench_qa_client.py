@@ -34,11 +34,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from qa_support import FaultProxy  # noqa: E402
 
-from astrodata.models import embedded_model_path  # noqa: E402
+from astrodata.core.models import embedded_model_path  # noqa: E402
+from astrodata.core.workspace import Workspace  # noqa: E402
 from astrodata.qa.backends import EndpointBackend  # noqa: E402
 from astrodata.qa.engine import Engine, Job  # noqa: E402
 from astrodata.qa.recipe import load_qa_recipe  # noqa: E402
-from astrodata.workspace import Workspace  # noqa: E402
 
 
 class Anything(BaseModel):

@@ -43,7 +43,7 @@ def questions(n: int, dup_share: float, seed: int = 5) -> Iterator[tuple[str, st
 
 
 def run_side(side: str, n: int, dup_share: float, work: Path, memory_limit: str) -> dict:
-    from astrodata.textnorm import text_hash
+    from astrodata.core.textnorm import text_hash
 
     t = time.perf_counter()
     if side == "ours":

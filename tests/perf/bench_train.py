@@ -61,7 +61,7 @@ def run_trl(kind: str, data: Path, out: Path, steps: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from astrodata.models import embedded_model_path
+    from astrodata.core.models import embedded_model_path
 
     path = embedded_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)

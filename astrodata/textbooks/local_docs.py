@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from astrodata.recipe import LocalDocsSettings
+from astrodata.core.config import Strict
+
+
+class LocalDocsSettings(Strict):
+    source: str
+    min_chapter_words: int  # shorter "chapters" (a table of contents, a title page) join the next
+
+
 
 SUFFIXES = {".txt", ".md", ".tex", ".pdf"}
 NUMBERED_CHAPTER = re.compile(

@@ -16,7 +16,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from astrodata.models import EMBEDDED_NAME, embedded_model_path
+from astrodata.core.models import EMBEDDED_NAME, embedded_model_path
 
 
 def tokenizer_file(name_or_path: str) -> Path:

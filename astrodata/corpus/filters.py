@@ -25,7 +25,32 @@ from typing import Any
 
 import numpy as np
 
-from astrodata.recipe import FilterSettings
+from astrodata.core.config import Strict
+
+
+class FilterSettings(Strict):
+    """Document quality thresholds; a threshold set to null switches its filter off."""
+
+    min_words: int | None
+    max_words: int | None
+    language: str
+    min_language_score: float | None  # probability of `language` from py3langid
+    language_sample_chars: int  # identify on the first N characters of prose (speed)
+    max_symbol_word_ratio: float | None  # '#' and ellipses per word (Gopher)
+    max_non_alpha_words: float | None  # share of words with no letter
+    max_digit_ratio: float | None  # digits per non-space character
+    max_dup_line_fraction: float | None
+    max_dup_line_char_fraction: float | None
+    max_dup_paragraph_fraction: float | None
+    max_dup_paragraph_char_fraction: float | None
+    max_top_ngram_char_fraction: dict[int, float]
+    max_dup_ngram_char_fraction: dict[int, float]
+    boilerplate_phrases: list[str]
+    max_boilerplate_line_fraction: float | None
+    short_line_chars: int
+    max_short_line_fraction: float | None
+
+
 
 WORD = re.compile(r"\w+")
 HAS_LETTER = re.compile(r"\S*[^\W\d_]\S*")

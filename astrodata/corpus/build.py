@@ -36,9 +36,9 @@ from typing import Any
 from pebble import ProcessPool
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from astrodata.recipe import Recipe, load_recipe
-from astrodata.shards import CORPUS_SCHEMA, ShardWriter, existing_ids, read_rows, shard_files
-from astrodata.workspace import Run, Workspace
+from astrodata.core.shards import CORPUS_SCHEMA, ShardWriter, existing_ids, read_rows, shard_files
+from astrodata.core.workspace import Run, Workspace
+from astrodata.corpus.recipe import Recipe, load_recipe
 
 EXTRACT_STAGE = "extract"
 BULK_PREFIX = "arXiv_src_"
@@ -307,7 +307,7 @@ class Extraction:
 
     def local_docs(self, folder: Path, settings: Any) -> Iterator[dict[str, Any]]:
         """Textbooks and other local files, one document per file or chapter."""
-        from astrodata.sources.local_docs import iter_local_documents
+        from astrodata.textbooks.local_docs import iter_local_documents
 
         def unreadable(rel: str, reason: str) -> None:
             doc_id = f"{settings.source}:{rel}"
@@ -321,7 +321,7 @@ class Extraction:
 
     # -- per-document blocks applied to every source ------------------------------------------
     def filtered(self, rows: Iterator[dict[str, Any]], recipe: Recipe) -> Iterator[dict[str, Any]]:
-        from astrodata.filters import apply_filters
+        from astrodata.corpus.filters import apply_filters
 
         def dropped(row: dict[str, Any], drop: Any) -> None:
             fields = self.pending.get(row["id"], {})
@@ -332,7 +332,7 @@ class Extraction:
         return apply_filters(rows, recipe.filters, on_drop=dropped)
 
     def decontaminated(self, rows: Iterator[dict[str, Any]], recipe: Recipe) -> Iterator[dict[str, Any]]:
-        from astrodata.decontam import Decontaminator
+        from astrodata.corpus.decontam import Decontaminator
 
         s = recipe.decontam
         checker = Decontaminator.from_files(s.benchmarks, mode=s.mode, n=s.ngram, min_words=s.min_words)
@@ -355,8 +355,8 @@ class Extraction:
 def extract(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> None:
     """Phase 1: every source -> filters -> decontamination -> token counts -> extracted shards,
     then this workspace's MinHash signatures for phase 2."""
-    from astrodata.dedup import compute_signatures
-    from astrodata.tokens import add_token_counts
+    from astrodata.corpus.dedup import compute_signatures
+    from astrodata.corpus.tokens import add_token_counts
 
     with _progress(opts.progress) as progress:
         ex = Extraction(ws, opts, run, progress)
@@ -403,7 +403,7 @@ def merge_shard_catalogs(ws: Workspace) -> int:
 
 
 def minhash_params(recipe: Recipe) -> Any:
-    from astrodata.dedup import MinHashParams
+    from astrodata.corpus.dedup import MinHashParams
 
     d = recipe.dedup
     return MinHashParams(ngram=d.ngram, bands=d.bands, rows=d.rows, threshold=d.threshold, seed=d.seed,
@@ -413,8 +413,8 @@ def minhash_params(recipe: Recipe) -> Any:
 # -- phase 2: finalize -----------------------------------------------------------------------
 def finalize(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> dict[str, Any]:
     """Deduplicate across every extracted shard, then write the output dataset afresh + its stats."""
-    from astrodata.dedup import ExactJaccard, deduplicate, dropped_ids
-    from astrodata.stats import corpus_stats, write_report
+    from astrodata.corpus.dedup import ExactJaccard, deduplicate, dropped_ids
+    from astrodata.corpus.stats import corpus_stats, write_report
 
     folders = extracted_folders(ws)
     files = [f for folder in folders for f in shard_files(folder)]

@@ -14,7 +14,7 @@ Two steps, so the expensive part shards and the global part stays out of core:
 MinHash is written here rather than taken from datasketch because the signatures must be
 columns of a Parquet file that DuckDB bands, and because datasketch's LSH index is an in-memory
 Python dict per band (tests/perf/bench_lsh.py compares both). Details:
-- shingles are word n-grams (`astrodata.textnorm`), each hashed to 64 bits and folded to 32;
+- shingles are word n-grams (`astrodata.core.textnorm`), each hashed to 64 bits and folded to 32;
 - the permutations are multiply-add-shift hashes `(a*x + b) >> 32` in uint64 arithmetic with
   random 64-bit a, b: a 2-universal family for 32-bit keys (Dietzfelbinger 1996) that numpy
   evaluates exactly, whereas `(a*x + b) mod p` with p = 2**61 - 1 overflows uint64;
@@ -47,7 +47,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from astrodata.textnorm import WORD_RE, digest, fmix64, normalize, shingle_hashes, word_shingles
+from astrodata.core.arxiv_ids import parse_arxiv_id
+from astrodata.core.textnorm import WORD_RE, digest, fmix64, normalize, shingle_hashes, word_shingles
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dedup_clusters (
@@ -65,8 +66,6 @@ EMPTY = np.uint32(0xFFFFFFFF)  # signature value of a document without shingles
 _CHUNK = 1 << 15  # shingles hashed per numpy pass: (num_perm x _CHUNK) uint64 is ~30 MB
 _BAND_POLY = np.uint64(0xD6E8FEB86659FD93)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-# New style 2401.01234v2 (4-5 digit number), old style astro-ph/0601001v3 or math.GT/0309136.
-_ARXIV_ID = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Z]{2})?/\d{7})(?:v(\d+))?$", re.I)
 
 
 @dataclass(frozen=True)
@@ -101,14 +100,6 @@ class MinHashParams:
         a = rng.integers(0, 2**64, size=(self.num_perm, 1), dtype=np.uint64) | np.uint64(1)
         b = rng.integers(0, 2**64, size=(self.num_perm, 1), dtype=np.uint64)
         return a, b
-
-
-def parse_arxiv_id(source_id: str) -> tuple[str, int | None] | None:
-    """`2401.01234v2` -> ('2401.01234', 2); `astro-ph/0601001` -> ('astro-ph/0601001', None)."""
-    m = _ARXIV_ID.match(source_id.strip())
-    if not m:
-        return None
-    return m.group(1), int(m.group(2)) if m.group(2) else None
 
 
 # -- signatures ---------------------------------------------------------------------------------

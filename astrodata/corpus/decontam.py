@@ -1,6 +1,6 @@
 """Decontamination: drop or redact training documents that share 13-grams with benchmark questions.
 
-Both sides are tokenised by `astrodata.textnorm.words` (NFKC, lowercase, punctuation stripped).
+Both sides are tokenised by `astrodata.core.textnorm.words` (NFKC, lowercase, punctuation stripped).
 Each benchmark becomes a sorted numpy array of 64-bit n-gram hashes (the hashed set), and a
 document is checked with one `np.searchsorted` over all its n-gram hashes: no Python loop per
 n-gram. Document tokens are hashed by a dict lookup into the benchmarks' vocabulary, so a
@@ -12,7 +12,7 @@ at least `min_words` words; shorter ones are too generic to look for and are cou
 Each benchmark item contributes its question alone and its question followed by its options, so
 both a bare question and a copied MCQ block are found.
 
-Benchmark files: MCQ files go through `astrodata.mcq.load_mcqs` (AstroMLab-1 Parquet/CSV/JSONL,
+Benchmark files: MCQ files go through `astrodata.core.mcq.load_mcqs` (AstroMLab-1 Parquet/CSV/JSONL,
 MMLU-style CSV with or without header); a JSONL/JSON file whose records have no options is read
 as free questions from its `question`, `prompt` or `text` field.
 """
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from astrodata.mcq import LETTERS, MCQError, load_mcqs
-from astrodata.mcq import _records as mcq_records  # the one JSON/JSONL reader, row-numbered errors
-from astrodata.textnorm import ngram_hashes, token_hashes, word_spans, words
+from astrodata.core.mcq import LETTERS, MCQError, load_mcqs
+from astrodata.core.mcq import read_records as mcq_records  # the one JSON/JSONL reader, row-numbered errors
+from astrodata.core.textnorm import ngram_hashes, token_hashes, word_spans, words
 
 QUESTION_FIELDS = ("question", "prompt", "text")
 MODES = ("drop", "redact")
@@ -97,7 +97,7 @@ def _item_texts(question: str, options: Iterable[str]) -> list[str]:
 
 def load_benchmark(path: str | os.PathLike, name: str | None = None, n: int = 13,
                    min_words: int = 8) -> BenchmarkIndex:
-    """Index one benchmark file (MCQs through `astrodata.mcq`, or a JSONL of free questions)."""
+    """Index one benchmark file (MCQs through `astrodata.core.mcq`, or a JSONL of free questions)."""
     path = Path(path)
     name = name or path.stem
     if path.suffix.lower() in (".jsonl", ".json") and not _has_options(path):

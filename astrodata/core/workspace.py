@@ -95,7 +95,7 @@ def redact(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
@@ -145,7 +145,7 @@ class Workspace:
         if "details" in fields and not isinstance(fields["details"], str | None):
             fields["details"] = json.dumps(fields["details"], default=str)
         cols = ["doc_id", *fields, "updated_at"]
-        values = [doc_id, *fields.values(), _now()]
+        values = [doc_id, *fields.values(), utc_now()]
         updates = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
         self.con.execute(
             f"INSERT INTO documents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
@@ -169,7 +169,7 @@ class Workspace:
     ) -> None:
         self.con.execute(
             "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?)",
-            [run_id, doc_id, stage, reason, detail[:2000], _now()],
+            [run_id, doc_id, stage, reason, detail[:2000], utc_now()],
         )
 
     def errors(self, run_id: str | None = None) -> list[dict[str, Any]]:
@@ -187,13 +187,13 @@ class Run:
         self.counts: dict[str, Any] = {}
         ws.con.execute(
             "INSERT INTO runs (run_id, command, config, started_at, status) VALUES (?, ?, ?, ?, 'running')",
-            [self.run_id, command, json.dumps(redact(config), default=str), _now()],
+            [self.run_id, command, json.dumps(redact(config), default=str), utc_now()],
         )
 
     def finish(self, status: str) -> None:
         self.ws.con.execute(
             "UPDATE runs SET ended_at = ?, status = ?, counts = ? WHERE run_id = ?",
-            [_now(), status, json.dumps(self.counts, default=str), self.run_id],
+            [utc_now(), status, json.dumps(self.counts, default=str), self.run_id],
         )
 
     def error(self, doc_id: str | None, stage: str, reason: str, detail: str = "") -> None:

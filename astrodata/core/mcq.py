@@ -1,6 +1,6 @@
 """Four-option multiple-choice questions (AstroMLab-1, MMLU-style) loaded from one place.
 
-The evaluator (`benchmarks`) scores these questions and decontamination (`astrodata.decontam`)
+The evaluator (`benchmarks`) scores these questions and decontamination (`astrodata.corpus.decontam`)
 removes their text from training data, so both must read the very same files the same way.
 Accepted inputs:
 
@@ -105,7 +105,7 @@ def load_mcqs(
     questions: list[MCQ] = []
     seen: dict[str, tuple[Path, int]] = {}
     for path in files:
-        for row_no, record in _records(path):
+        for row_no, record in read_records(path):
             q = _to_mcq(record, path, row_no, default_id=str(len(questions)))
             if q.id in seen:
                 first_path, first_row = seen[q.id]
@@ -130,7 +130,7 @@ def apply_answer_key(mcqs: MCQSet, path: Path) -> None:
         entries = [(None, i + 1, letter) for i, letter in enumerate(line for line in lines if line)]
     else:
         entries = []
-        for row_no, record in _records(path):
+        for row_no, record in read_records(path):
             record = {str(k).strip().lower(): v for k, v in record.items()}
             key_id = next((record[c] for c in ID_COLUMNS if _present(record.get(c))), None)
             answer = next((record[c] for c in ANSWER_COLUMNS if c in record), None)
@@ -193,7 +193,7 @@ def _hub_snapshot(repo_id: str, hub_cache: str | Path | None, offline: bool | No
         raise MCQError(f"{repo_id}: cannot load Hub dataset ({type(exc).__name__}: {exc})") from exc
 
 
-def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+def read_records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     """Yield (1-based row number, record) for every row of a data file."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":

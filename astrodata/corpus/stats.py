@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from astrodata.shards import write_stats
+from astrodata.core.shards import write_stats
 
 PLOTS_DIR = "plots"
 # token-length bins: 1 .. 10^7 tokens, 5 bins a decade (documents range from stubs to books)
