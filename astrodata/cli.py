@@ -293,5 +293,38 @@ def merge_cmd(
                   f"{summary['metadata_from']})", highlight=False)
 
 
+@command("publish")
+def publish_cmd(
+    path: Annotated[Path, typer.Argument(help="Corpus, QA set, evaluation report or model folder.")],
+    repo_id: Annotated[str, typer.Option("--repo-id", help="OWNER/NAME on the Hugging Face Hub.")],
+    repo_type: Annotated[str | None, typer.Option(
+        "--repo-type", help="dataset | model (default: recognised from the folder).")] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+    revision: Annotated[str | None, typer.Option("--revision", help="Branch to commit to (created if missing).")] = None,
+    commit_message: Annotated[str | None, typer.Option("--commit-message")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the files and card metadata; send nothing.")] = False,
+    workdir: WorkdirOpt = Path("astrodata-work"),
+) -> None:
+    """Publish to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`); recorded in the catalog."""
+    import yaml
+
+    from cards.publish import publish
+
+    if repo_type not in (None, "dataset", "model"):
+        raise UserError(f"--repo-type must be dataset or model, got {repo_type!r}")
+    r = publish(path, repo_id, repo_type=repo_type, private=private, revision=revision,
+                commit_message=commit_message, dry_run=dry_run, workdir=workdir)
+    if dry_run:
+        print(f"would upload {len(r['files'])} files ({r['bytes']:,} bytes) of a {r['kind']} to "
+              f"{r['repo_type']} repo {repo_id}@{r['revision']}:")
+        for name, size in r["files"]:
+            print(f"  {name}  {size:,}")
+        print("card metadata:\n" + yaml.safe_dump(r["metadata"], sort_keys=False, allow_unicode=True), end="")
+        return
+    state = "new commit" if r["new_commit"] else "unchanged, no new commit"
+    console.print(f"publish: {len(r['files'])} files ({r['bytes']:,} bytes) -> {r['url']} @ {r['revision']} "
+                  f"({state} {r['commit_id'][:12]})", highlight=False, soft_wrap=True)
+
+
 if __name__ == "__main__":
     app()

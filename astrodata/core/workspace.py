@@ -75,6 +75,19 @@ CREATE TABLE IF NOT EXISTS errors (
     detail   VARCHAR,
     logged_at TIMESTAMP NOT NULL
 );
+CREATE TABLE IF NOT EXISTS publishes (     -- one row per `astrodata publish` (never the token)
+    published_at TIMESTAMP NOT NULL,
+    repo_id      VARCHAR NOT NULL,         -- OWNER/NAME on the Hub
+    repo_type    VARCHAR NOT NULL,         -- dataset | model
+    kind         VARCHAR NOT NULL,         -- corpus | qa | report | model
+    revision     VARCHAR NOT NULL,
+    commit_id    VARCHAR,                  -- the Hub commit holding the files
+    new_commit   BOOLEAN,                  -- false when the folder was unchanged (no commit made)
+    private      BOOLEAN,
+    files        INTEGER,
+    bytes        BIGINT,
+    url          VARCHAR
+);
 """
 
 DOCUMENT_COLUMNS = (
