@@ -201,8 +201,22 @@ def merge(cfg: MergeConfig) -> dict[str, Any]:
     copied = _copy_metadata(base_dir, tmp, cfg.dtype)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
+    write_card(cfg, weights, base_dir)
     return {"out": str(out), "tensors": len(names), "shards": len(shards), "bytes": total_bytes,
             "weights": weights, "metadata_from": str(base_dir), "copied": copied}
+
+
+def write_card(cfg: MergeConfig, weights: list[float], base_dir: Path) -> None:
+    """The merge recipe beside the model (`astrodata_merge.json`: what the model card reads), then the card.
+    Inputs are named by folder and origin, never by local path."""
+    from cards.render import MERGE_RECORD, base_license, model_origin, write_model_card
+
+    origins = [model_origin(str(m.path)) for m in cfg.models]
+    record = {"models": [{"label": label, "weight": w} for (label, _), w in zip(origins, weights, strict=True)],
+              "base_models": list(dict.fromkeys(b for _, bases in origins for b in bases)),
+              "base_from": model_origin(str(base_dir))[0], "dtype": cfg.dtype, "license": base_license(str(base_dir))}
+    (Path(cfg.out) / MERGE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    write_model_card(Path(cfg.out))
 
 
 def _check_base(base_dir: Path, ref: Checkpoint, names: list[str]) -> None:

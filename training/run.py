@@ -128,8 +128,40 @@ def train(cfg: TrainConfig, args: Any, model: Any, tokenizer: Any, dataset: Any,
     trainer.save_model(str(cfg.output_dir))
     trainer.save_state()
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    return RunResult(Path(cfg.output_dir), trainer.state.global_step, losses,
-                     output.metrics.get("train_runtime", 0.0), int(trainer.state.num_input_tokens_seen))
+    result = RunResult(Path(cfg.output_dir), trainer.state.global_step, losses,
+                       output.metrics.get("train_runtime", 0.0), int(trainer.state.num_input_tokens_seen))
+    if trainer.is_world_process_zero():
+        write_card(cfg, args, result, dataset)
+    return result
+
+
+def write_card(cfg: TrainConfig, args: Any, result: RunResult, dataset: Any) -> None:
+    """The run's facts beside the model (`astrodata_training.json`: what the model card reads), then the card."""
+    import json
+
+    from cards.render import TRAINING_RECORD, base_license, model_origin, write_model_card
+    from training.data import _n_tokens
+
+    hardware = (f"{args.world_size} x {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
+                else f"CPU ({os.cpu_count()} cores)")
+    record = {
+        "stage": type(cfg).__name__.removesuffix("Config").lower(),
+        "base_models": model_origin(cfg.model)[1],
+        "license": base_license(cfg.model),
+        "dataset": {"name": Path(cfg.dataset).name, "examples": len(dataset), "tokens": _n_tokens(dataset)},
+        "config": {k: cfg.model_dump(mode="json")[k] for k in ("seq_len", "batch_size", "grad_accum",
+                                                                "learning_rate", "min_lr_rate", "warmup",
+                                                                "epochs", "max_steps", "seed")},
+        "world_size": args.world_size,
+        "precision": "bf16 mixed" if args.bf16 else cfg.model_dtype,
+        "hardware": hardware,
+        "global_step": result.global_step,
+        "tokens_seen": result.tokens_seen,
+        "final_loss": result.losses[-1][1] if result.losses else None,
+        "train_runtime": result.train_runtime,
+    }
+    (Path(cfg.output_dir) / TRAINING_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    write_model_card(Path(cfg.output_dir))
 
 
 def main(config_cls: type[C], run: Callable[[C], RunResult], argv: list[str] | None = None) -> None:

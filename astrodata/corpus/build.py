@@ -184,7 +184,7 @@ def extract_arxiv(task: Task, bbl: str, citations: str) -> dict[str, Any]:
 # -- phase 1: extract ------------------------------------------------------------------------
 def arxiv_row(ws: Workspace, task: Task, result: dict[str, Any]) -> dict[str, Any]:
     """A corpus row: catalog metadata (when harvested) wins over what the LaTeX says."""
-    from astrodata.sources.arxiv_meta import paper_metadata
+    from astrodata.sources.arxiv_meta import paper_metadata, row_license_url_date
 
     meta = paper_metadata(ws, task.source_id) or {}
     return {
@@ -194,9 +194,8 @@ def arxiv_row(ws: Workspace, task: Task, result: dict[str, Any]) -> dict[str, An
         "title": meta.get("title") or result["title"] or task.source_id,
         "text": result["text"],
         "n_tokens": None,
-        "license": meta.get("license") or "unknown",
-        "url": meta.get("url") or "",
-        "date": meta.get("date") or "",
+        # licence (arXiv's default where the record names none), url and date for every known arXiv id
+        **row_license_url_date(task.source_id, meta),
     }
 
 

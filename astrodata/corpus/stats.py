@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -200,10 +201,24 @@ def render_markdown(stats: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def without_local_paths(value: Any) -> Any:
+    """`value` with every absolute local path (benchmark files, tokenizer folders in the recipe) cut to its
+    file name: stats.json is published with the dataset and must not reveal the builder's file system."""
+    if isinstance(value, Mapping):
+        return {k: without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_local_paths(v) for v in value]
+    if isinstance(value, str | Path) and (str(value).startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", str(value))):
+        return re.split(r"[\\/]", str(value).rstrip("/\\"))[-1]
+    return value
+
+
 def write_report(out_dir: str | Path, stats: Mapping[str, Any]) -> dict[str, Path]:
-    """Write `stats.json`, `stats.md` and the plots into `out_dir`; returns their paths."""
+    """Write `stats.json`, `stats.md` and the plots into `out_dir`; returns their paths.
+    Absolute local paths are cut to file names first (`without_local_paths`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    stats = without_local_paths(stats)
     paths = {"json": write_stats(out, dict(stats))}
     plots = write_plots(out, stats)
     md = out / "stats.md"

@@ -361,6 +361,39 @@ def paper_metadata(ws: Workspace, arxiv_id: str) -> dict[str, Any] | None:
     return meta
 
 
+# arXiv's licence for papers whose record names none: the perpetual non-exclusive licence to distribute, the
+# minimum every submitter grants (https://info.arxiv.org/help/license/index.html).
+ARXIV_DEFAULT_LICENSE = "http://arxiv.org/licenses/nonexclusive-distrib/1.0/"
+
+
+def _month_from_id(base: str) -> str:
+    """`2401.01234` -> `2024-01`; `astro-ph/9912345` -> `1999-12` (arXiv ids start with the submission month)."""
+    yymm = base[:4] if "/" not in base else base.split("/", 1)[1][:4]
+    year = int(yymm[:2])
+    return f"{(1900 if year >= 91 else 2000) + year}-{yymm[2:]}"
+
+
+def row_license_url_date(eprint_id: str, meta: dict[str, Any] | None) -> dict[str, str]:
+    """`license`, `url` and `date` of a corpus row for an e-print.
+
+    license: the record's licence URL; arXiv's default licence when the record comes from OAI-PMH or the snapshot
+    (formats that carry the field) and names none; `unknown` when the paper was never harvested or only through
+    the API, whose Atom entries carry no licence at all. url: the abs page of the version. date: the version's date
+    from the record, else the submission month encoded in the id (`YYYY-MM`). Ids that are not arXiv ids get
+    `unknown` and empty url/date."""
+    try:
+        base, ver = split_id(eprint_id)
+    except ValueError:
+        return {"license": "unknown", "url": "", "date": ""}
+    meta = meta or {}
+    license = meta.get("license")
+    if not license and meta.get("harvested_from") not in (None, "api"):
+        license = ARXIV_DEFAULT_LICENSE
+    return {"license": license or "unknown",
+            "url": meta.get("url") or f"https://arxiv.org/abs/{base}" + (f"v{ver}" if ver else ""),
+            "date": meta.get("date") or _month_from_id(base)}
+
+
 # -- the harvest driver ------------------------------------------------------------------------------
 @dataclass
 class HarvestStats:
