@@ -109,6 +109,9 @@ def write_corpus_card(out_dir: str | Path, title: str = "astrodata astronomy cor
     drops = stats.get("drops_per_filter", {})
     quality = [(k, v) for k, v in drops.items() if k not in ("decontamination", "dedup")]
     decontam = recipe.get("decontam") or {}
+    tokenizer = (recipe.get("tokenizer") or {}).get("name")
+    if tokenizer == "embedded":
+        tokenizer = f"embedded ({EMBEDDED_HUB_ID})"
     return _render(
         out, "corpus.md.j2",
         title=title,
@@ -119,7 +122,7 @@ def write_corpus_card(out_dir: str | Path, title: str = "astrodata astronomy cor
         other_sources=sorted(set(docs) - {"arxiv", "wikipedia"}),
         total_documents=table.num_rows,
         total_tokens=total_tokens,
-        tokenizer=(recipe.get("tokenizer") or {}).get("name"),
+        tokenizer=tokenizer,
         licenses=licenses,
         arxiv_default=ARXIV_DEFAULT_LICENSE if ARXIV_DEFAULT_LICENSE in per_license else None,
         unknown=sum(per_license.get("unknown", {}).values()),
@@ -189,12 +192,19 @@ def _front_matter(path: Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+def _is_embedded(ref: str) -> bool:
+    """`embedded`, or the folder it is converted into."""
+    from astrodata.core.models import CONVERTED_DIR, EMBEDDED_NAME, cache_dir
+
+    return ref == EMBEDDED_NAME or Path(ref).resolve() == (cache_dir() / CONVERTED_DIR).resolve()
+
+
 def model_origin(ref: str) -> tuple[str, list[str]]:
     """(label for the card, Hub ids this model derives from) of a model reference: `embedded`, a Hub id, or a
     local folder (whose own training record or card says what it derives from). Local paths never reach the card:
     a folder is labelled by its name."""
-    if ref == "embedded":
-        return f"[{EMBEDDED_HUB_ID}](https://huggingface.co/{EMBEDDED_HUB_ID})", [EMBEDDED_HUB_ID]
+    if _is_embedded(ref):
+        return f"{EMBEDDED_HUB_ID} (astrodata's embedded model)", [EMBEDDED_HUB_ID]
     folder = Path(ref)
     if _is_hub_id(ref):
         return f"[{ref}](https://huggingface.co/{ref})", [ref]
@@ -210,7 +220,7 @@ def model_origin(ref: str) -> tuple[str, list[str]]:
 def base_license(ref: str) -> str | None:
     """The licence id of a base model: from its card when it is a local folder with one, Apache-2.0 for the
     embedded SmolLM2 (its Hub card's licence); None when unknown."""
-    if ref == "embedded":
+    if _is_embedded(ref):
         return "apache-2.0"
     return _front_matter(Path(ref) / "README.md").get("license")
 
@@ -334,7 +344,8 @@ def write_model_card(model_dir: Path, results: list[Path] | None = None, *, data
             ("final training loss", f"{training['final_loss']:.4f}" if training.get("final_loss") is not None else "not logged"),
             ("training time", f"{training['train_runtime']:.0f} s"),
         ]
-    datasets_rows = [{"stage": training["stage"].upper(), **training["dataset"]}] if training else []
+    datasets_rows = ([{"stage": training["stage"].upper(), **training["dataset"]}] if training else
+                     merge.get("datasets", []) if merge else [])
     small = params is not None and params < 1e9
     summary = (f"A linear merge of {len(merge['models'])} models made with astrodata, following the last step of "
                "AstroSage-Llama-3.1-8B (75% CPT+SFT model, 25% instruct model)." if merge else

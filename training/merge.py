@@ -209,10 +209,13 @@ def merge(cfg: MergeConfig) -> dict[str, Any]:
 def write_card(cfg: MergeConfig, weights: list[float], base_dir: Path) -> None:
     """The merge recipe beside the model (`astrodata_merge.json`: what the model card reads), then the card.
     Inputs are named by folder and origin, never by local path."""
-    from cards.render import MERGE_RECORD, base_license, model_origin, write_model_card
+    from cards.render import MERGE_RECORD, TRAINING_RECORD, base_license, model_origin, write_model_card
 
     origins = [model_origin(str(m.path)) for m in cfg.models]
+    trained = [json.loads((Path(m.path) / TRAINING_RECORD).read_text()) for m in cfg.models
+               if (Path(m.path) / TRAINING_RECORD).is_file()]
     record = {"models": [{"label": label, "weight": w} for (label, _), w in zip(origins, weights, strict=True)],
+              "datasets": [{"stage": t["stage"].upper(), **t["dataset"]} for t in trained],
               "base_models": list(dict.fromkeys(b for _, bases in origins for b in bases)),
               "base_from": model_origin(str(base_dir))[0], "dtype": cfg.dtype, "license": base_license(str(base_dir))}
     (Path(cfg.out) / MERGE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
