@@ -311,3 +311,17 @@ def test_bad_input_is_one_line_and_sends_nothing(tmp_path, hub):
     assert hub.state.requests == []
     with pytest.raises(PublishError, match="OWNER/NAME"):
         publish(qa, "not-a-repo-id", dry_run=True)
+
+
+def test_training_leftovers_are_not_uploaded(tmp_path):
+    from cards.publish import detect_kind, list_files
+
+    model = tmp_path / "cpt"
+    for rel in ("config.json", "model.safetensors", "README.md", "trainer_state.json", "training_args.bin",
+                "checkpoint-10/optimizer.pt", "checkpoint-10/model.safetensors", "dataset-cache/cpt-1/data.arrow",
+                ".cache/huggingface/upload/x.lock", "eval/results.json"):
+        (model / rel).parent.mkdir(parents=True, exist_ok=True)
+        (model / rel).write_text("x")
+    assert detect_kind(model) == ("model", "model")
+    assert [f for f, _ in list_files(model)] == ["README.md", "config.json", "eval/results.json",
+                                                 "model.safetensors", "trainer_state.json"]
