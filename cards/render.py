@@ -316,14 +316,19 @@ def write_model_card(model_dir: Path, results: list[Path] | None = None, *, data
     metadata["tags"] = ["astronomy", "astrophysics", "astrodata", *(["merge"] if merge else []),
                         *([training["stage"]] if training else [])]
     metadata["pipeline_tag"] = "text-generation"
-    if keyed:
-        metadata["model-index"] = [{"name": name, "results": [
-            {"task": {"type": "multiple-choice", "name": "Multiple choice"},
-             "dataset": {"name": f"AstroMLab-1 ({r['n_questions']} questions, data sha256 {r['data_hash'][:12]})",
-                         "type": r["data"] if _is_hub_id(r["data"]) else "astromlab1"},
-             "metrics": [{"type": "accuracy", "value": round(100 * r["accuracy"], 2),
-                          "name": f"accuracy ({r['method']}, {r['n_questions']} questions)"}],
-             "source": {"name": "astrodata eval", "url": "https://arxiv.org/abs/2407.11194"}} for r in keyed]}]
+    index = [{"task": {"type": "multiple-choice", "name": "Multiple choice"},
+              "dataset": {"name": f"AstroMLab-1 ({r['n_questions']} questions, data sha256 {r['data_hash'][:12]})",
+                          "type": r["data"] if _is_hub_id(r["data"]) else "astromlab1"},
+              "metrics": [{"type": "accuracy", "value": round(100 * r["accuracy"], 2),
+                           "name": f"accuracy ({r['method']}, {r['n_questions']} questions)"}],
+              "source": {"name": "astrodata eval", "url": "https://arxiv.org/abs/2407.11194"}} for r in keyed]
+    index += [{"task": {"type": "text-generation", "name": "Text Generation"},
+               "dataset": {"name": g["task"], "type": g["task"]},
+               "metrics": [{"type": g["metric"], "value": round(g["value"], 2), "name": f"{g['metric']} (0-100)"}],
+               "source": {"name": "lm-evaluation-harness via astrodata eval-general",
+                          "url": "https://github.com/EleutherAI/lm-evaluation-harness"}} for g in general]
+    if index:
+        metadata["model-index"] = [{"name": name, "results": index}]
     import yaml
 
     text_cfg = config.get("text_config", config)

@@ -77,6 +77,7 @@ def make_merged_model(root: Path) -> Path:
 
     from astrodata.core.models import embedded_model_path
     from benchmarks.astromlab1 import evaluate
+    from benchmarks.general import fold_lm_eval
     from cards.render import write_model_card
     from training.config import MergeConfig
     from training.merge import merge
@@ -94,6 +95,9 @@ def make_merged_model(root: Path) -> Path:
     merge(MergeConfig(models=[{"path": root / "sft", "weight": 0.75}, {"path": root / "instruct", "weight": 0.25}],
                       out=out, base_from=root / "instruct", dtype="float32"))
     evaluate(FIXTURES / "mcq" / "astro_keyed.jsonl", str(out), "base-token", out / "eval")
+    # a real lm-evaluation-harness results file (tests/fixtures/lm_eval), folded as `eval-general` folds it
+    general = fold_lm_eval(json.loads((FIXTURES / "lm_eval" / "results_astromlab1.json").read_text()))
+    (out / "eval" / "general_results.json").write_text(json.dumps(general))
     write_model_card(out)
     return out
 
@@ -253,7 +257,11 @@ def test_publish_merged_model(tmp_path, hub):
                     "Ethical Considerations", "Technical Specifications", "Citation"):
         assert f"## {section}" in got["text"]
     assert "| `sft` (local folder) | 0.75 |" in got["text"] and results["prompt_hash"][:12] in got["text"]
-    assert "General benchmarks (IFEval, BBH, MATH, GPQA, MuSR, MMLU-PRO): **not measured**" in got["text"]
+    general = json.loads((model / "eval" / "general_results.json").read_text())["scores"]
+    (task, score), = general.items()
+    second = got["index"][0]["results"][1]
+    assert second["dataset"]["name"] == task and second["metrics"][0]["value"] == round(score["value"], 2)
+    assert f"| {task} | {score['metric']} | {score['value']:.1f} |" in got["text"]
     assert str(tmp_path) not in got["text"]
     assert any(m == "GET" and p.endswith("/config.json") for m, p in hub.state.requests)
 
@@ -296,7 +304,11 @@ def test_bad_input_is_one_line_and_sends_nothing(tmp_path, hub):
     line = error_line(cli(hub.env, "publish", str(tmp_path / "empty"), "--repo-id", "tester/x"))
     assert "neither a dataset" in line
     card = corpus_like / "README.md"
-    card.write_text(card.read_text().replace("license: other", "license: [other", 1))
+    text = card.read_text()
+    card.write_text(text.replace("license_name: mixed-per-source-and-generator\n", "", 1))
+    line = error_line(cli(hub.env, "publish", str(corpus_like), "--repo-id", "tester/x"))
+    assert "license `other` needs `license_name`" in line
+    card.write_text(text.replace("license: other", "license: [other", 1))
     line = error_line(cli(hub.env, "publish", str(corpus_like), "--repo-id", "tester/x"))
     assert "not valid YAML" in line
     meta = yaml.safe_load(card.read_text().split("---")[1].replace("[other", "other"))
