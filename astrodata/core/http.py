@@ -129,8 +129,9 @@ class RetryPolicy:
              on_retry: Callable[[int, str, float], Any] | None = None) -> T:
         """`request()` until it returns a response with a final status or the retries run out.
 
-        `request` returns a response (anything with `status_code` and `headers`) or raises. A
-        retryable status is retried, and the last such response is returned when retries run out;
+        `request` returns a response (anything with `status_code` and `headers`), any other value
+        (taken as a success, e.g. a parsed body) or raises. A retryable status is retried, and the
+        last such response is returned when retries run out;
         a retryable error (see `_transient`) is retried and re-raised when they run out; any other
         error propagates at once. `on_retry(retry, reason, wait_s)` is called before each wait."""
         for retry in range(self.max_retries + 1):
@@ -142,8 +143,8 @@ class RetryPolicy:
                     raise
                 reason = f"{type(exc).__name__}: {exc}"
             else:
-                status = response.status_code
-                if not is_retryable(status) or retry == self.max_retries:
+                status = getattr(response, "status_code", None)
+                if status is None or not is_retryable(status) or retry == self.max_retries:
                     return response
                 reason, hint = f"HTTP {status}", retry_after(response.headers)
             wait = self.delay(retry + 1, hint, rng)
