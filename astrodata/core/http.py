@@ -17,6 +17,7 @@
   transport failures (httpx `TransportError`, openai `APIConnectionError`, which includes timeouts).
   The QA engine runs its own asynchronous loop (it records every attempt in the catalog and shares
   rate limits between requests) but takes its waits from the same `RetryPolicy.delay`.
+- **Who is asking** (`user_agent_for`): the User-Agent every harvest and download request sends.
 - **OpenAI-compatible clients** (`openai_client`): built once here for the QA generator and the
   evaluator: the `/v1` prefix added to a bare server root, the key from `OPENAI_API_KEY` only, the
   SDK's own retries off (`max_retries=0`) so that this policy is the only one.
@@ -40,6 +41,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -49,6 +51,17 @@ T = TypeVar("T")
 
 RETRYABLE_4XX = frozenset({408, 409, 429})
 NOT_IMPLEMENTED = 501
+
+
+def user_agent_for(purpose: str) -> str:
+    """`astrodata/<version> (<purpose>; +<contact>)`: arXiv asks robots to identify themselves and
+    give a contact; `ASTRODATA_CONTACT` (an e-mail or URL) supplies it."""
+    try:
+        ver = version("astrodata")
+    except PackageNotFoundError:
+        ver = "0"
+    contact = os.environ.get("ASTRODATA_CONTACT", "").strip()
+    return f"astrodata/{ver} ({purpose}; {'+' + contact if contact else 'set ASTRODATA_CONTACT'})"
 
 
 def is_retryable(status: int) -> bool:

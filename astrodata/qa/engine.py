@@ -7,7 +7,8 @@ pays twice for a reply it already stored. Identical requests in flight at the sa
 call.
 
 Failures are classified by the backend: transient ones (the statuses `astrodata.core.http` retries:
-408, 409, 429, 5xx but 501; timeouts, replies cut off in transit) are retried with full-jitter exponential backoff (honouring Retry-After) up to
+408, 409, 429, 5xx but 501; timeouts, replies cut off in transit) are retried with full-jitter
+exponential backoff (the shared `RetryPolicy`, honouring Retry-After) up to
 `max_attempts`; a reply that does not validate against the schema gets `invalid_retries` repair
 turns (the bad reply and the validation error are shown to the model); rejected requests are
 recorded and the run goes on; fatal errors stop the run.

@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,7 +44,7 @@ import httpx
 import pyarrow as pa
 
 from astrodata.core.arxiv_ids import split_id
-from astrodata.core.http import RetryPolicy, is_retryable, retry_after
+from astrodata.core.http import RetryPolicy, is_retryable, retry_after, user_agent_for
 from astrodata.core.workspace import Run, Workspace
 
 API_URL = "https://export.arxiv.org/api/query"
@@ -71,10 +70,6 @@ ARXIV_NS = "{http://arxiv.org/OAI/arXiv/}"
 RAW_NS = "{http://arxiv.org/OAI/arXivRaw/}"
 ATOM_NS = "{http://www.w3.org/2005/Atom}"
 
-try:
-    USER_AGENT = f"astrodata/{version('astrodata')} (arXiv metadata harvester)"
-except PackageNotFoundError:
-    USER_AGENT = "astrodata (arXiv metadata harvester)"
 
 
 class HarvestError(RuntimeError):
@@ -626,7 +621,8 @@ def harvest_oai(
               "metadata_prefix": metadata_prefix, "base_url": url}
 
     def items(stats: HarvestStats) -> Iterator[tuple[str, ET.Element]]:
-        with httpx.Client(headers={"User-Agent": USER_AGENT}, timeout=120, follow_redirects=True) as http:
+        headers = {"User-Agent": user_agent_for("arXiv metadata harvester")}
+        with httpx.Client(headers=headers, timeout=120, follow_redirects=True) as http:
             for n, spec in enumerate(oai_sets(categories)):
                 if n:
                     time.sleep(delay_seconds)

@@ -29,7 +29,7 @@ from typing import BinaryIO
 import httpx
 
 from astrodata.core.arxiv_ids import EPRINT_SUFFIXES, filename_for_id, id_from_filename
-from astrodata.core.http import RetryPolicy
+from astrodata.core.http import RetryPolicy, user_agent_for
 
 log = logging.getLogger(__name__)
 
@@ -423,14 +423,7 @@ def iter_bulk_tar(tar_path: Path, max_member_bytes: int = UnpackLimits.max_total
 
 def default_user_agent() -> str:
     """arXiv asks robots to identify themselves; `ASTRODATA_CONTACT` adds an e-mail or URL."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        ver = version("astrodata")
-    except PackageNotFoundError:
-        ver = "0"
-    contact = os.environ.get("ASTRODATA_CONTACT", "").strip()
-    return f"astrodata/{ver} (e-print fetcher; {'+' + contact if contact else 'set ASTRODATA_CONTACT'})"
+    return user_agent_for("e-print fetcher")
 
 
 @dataclass
