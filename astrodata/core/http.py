@@ -1,7 +1,7 @@
 """HTTP with retries: the one policy every client follows (harvest, e-prints, QA, the evaluator).
 
 - **Which statuses retry** (`is_retryable`): 408 Request Timeout, 409 Conflict (a lock held
-  elsewhere), 429 Too Many Requests and 5xx, the set the OpenAI and Anthropic SDKs retry. Every
+  elsewhere), 429 Too Many Requests and 5xx, the set the openai SDK retries. Every
   other 4xx is final: the same request cannot succeed later. 501 Not Implemented is final too
   (RFC 9110 section 15.6.2: the server does not support the method or route, which no wait
   changes); the OpenAI SDK would retry it, which is one reason its retries are switched off.
@@ -11,12 +11,14 @@
   less than the server's Retry-After (itself capped, so one header cannot stall a run for hours).
   `jitter=False` gives the plain doubling schedule for a single sequential client (the e-print
   downloader), where there is no crowd to spread out and a fixed schedule keeps the politeness floor.
-- **Retry-After** (`retry_after`): `retry-after-ms` (milliseconds, sent by OpenAI-compatible
-  servers), then `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 section 10.2.3).
+- **Retry-After** (`retry_after`): `retry-after-ms` (milliseconds, sent by OpenAI's API and
+  servers copying it), then `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 section 10.2.3).
 - **The loop** (`RetryPolicy.call`): a synchronous request retried on retryable statuses and
   transport failures (httpx `TransportError`, openai `APIConnectionError`, which includes timeouts).
   The QA engine runs its own asynchronous loop (it records every attempt in the catalog and shares
-  rate limits between requests) but takes its waits from the same `RetryPolicy.delay`.
+  rate limits between requests) but takes its waits from the same `RetryPolicy.delay`; the arXiv
+  API harvest pages through the `arxiv` package, whose retry loop a response hook puts behind
+  `is_retryable` and `RetryPolicy.delay`.
 - **Who is asking** (`user_agent_for`): the User-Agent every harvest and download request sends.
 - **OpenAI-compatible clients** (`openai_client`): built once here for the QA generator and the
   evaluator: the `/v1` prefix added to a bare server root, the key from `OPENAI_API_KEY` only, the
