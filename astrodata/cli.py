@@ -12,10 +12,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.splitlines()[0])
+# `--help` lists the commands in pipeline order; a command not named here follows, as registered.
+PIPELINE = ("harvest", "build-corpus", "build-qa", "train", "merge", "eval", "eval-general", "export-lm-eval",
+            "report")
+
+
+class _PipelineOrder(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: PIPELINE.index(n) if n in PIPELINE else len(PIPELINE))
+
+
+app = typer.Typer(cls=_PipelineOrder, no_args_is_help=True, add_completion=False, help=__doc__.splitlines()[0])
 console = Console(stderr=True)
 
 WorkdirOpt = Annotated[Path, typer.Option("--workdir", help="Workspace folder (catalog.duckdb + outputs).")]

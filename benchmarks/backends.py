@@ -16,13 +16,15 @@ raises `NoLogprobs`; the methods then fall back to generated text and count the 
 from __future__ import annotations
 
 import inspect
+import json
 import math
-import os
 import re
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from astrodata.core.http import RetryPolicy, openai_client, status_reason
 
 Chat = list[dict[str, str]]
 # (token ids, [(letter index, [(position, token id), ...]), ...], question index)
@@ -260,28 +262,40 @@ class EndpointBackend:
     instruct-token asks `/v1/chat/completions` for `top_logprobs` and reads them at the token that
     follows the answer prefix in the reply; a reply that does not open with the prefix leaves that
     question to generated text (a counted fallback).
-    The API key comes from the environment (`OPENAI_API_KEY`) and is never written anywhere.
+    The client is the QA generator's (`astrodata.core.http.openai_client`: a bare server root gets
+    `/v1`, the API key comes from `OPENAI_API_KEY` only and is never written anywhere) and requests
+    are retried by the same policy (`RetryPolicy`: 408/409/429/5xx but 501 and network errors, full
+    jitter, Retry-After honoured); replies are read as raw JSON, so scores do not depend on the SDK's
+    response models.
     """
 
     kind = "endpoint"
 
     def __init__(self, url: str, model: str, concurrency: int = 8, timeout: float = 600.0,
-                 top_logprobs: int = 20) -> None:
-        import httpx
-
-        self.base = url.rstrip("/") if url.rstrip("/").endswith("/v1") else url.rstrip("/") + "/v1"
+                 top_logprobs: int = 20, policy: RetryPolicy | None = None) -> None:
+        self.client = openai_client(url, timeout)  # the QA generator's client: same URL rule, key, no SDK retries
+        self.base = str(self.client.base_url).rstrip("/")
         self.name = model
         self.concurrency = max(1, concurrency)
         self.top_logprobs = top_logprobs
-        key = os.environ.get("OPENAI_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(timeout=timeout, headers=headers)
+        self.policy = policy or RetryPolicy()
 
     def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.client.post(f"{self.base}/{route}", json={"model": self.name, **body})
-        if response.status_code >= 400:
-            raise RuntimeError(f"{self.public_url}/{route}: HTTP {response.status_code}: {response.text[:200]}")
-        return response.json()
+        """One request and its JSON reply, retried by the shared policy (408/409/429/5xx but 501,
+        network errors); a final failure raises RuntimeError naming the route and the reason."""
+        import openai
+
+        def send() -> Any:
+            return self.client.post(f"/{route}", body={"model": self.name, **body}, cast_to=object)
+
+        try:
+            data = self.policy.call(send)
+        except openai.APIStatusError as exc:
+            raise RuntimeError(f"{self.public_url}/{route}: {status_reason(exc)}") from None
+        except openai.APIConnectionError as exc:
+            raise RuntimeError(f"{self.public_url}/{route}: {type(exc.__cause__ or exc).__name__}: "
+                               f"{' '.join(str(exc.__cause__ or exc).split())[:200]}") from None
+        return json.loads(data) if isinstance(data, str) else data  # a reply not labelled JSON comes as text
 
     def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         """The first request alone (it tells whether the server gives logprobs at all), then the rest in parallel."""

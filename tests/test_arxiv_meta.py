@@ -23,6 +23,7 @@ import pytest
 from conftest import FIXTURES, shared
 from typer.testing import CliRunner
 
+from astrodata.core.http import retry_after_seconds
 from astrodata.sources.arxiv_meta import (
     HarvestError,
     api_query,
@@ -32,7 +33,6 @@ from astrodata.sources.arxiv_meta import (
     harvest_snapshot,
     oai_sets,
     paper_metadata,
-    retry_after_seconds,
     split_authors,
     split_id,
 )

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import re
-import shutil
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,8 @@ from typing import Any
 import datasets
 import pyarrow.compute as pc
 import torch
+
+from astrodata.core.files import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,9 @@ def _cached(target: Path, build: Any) -> datasets.Dataset:
         log.info("reusing tokenized dataset %s", target)
         return datasets.load_from_disk(str(target))
     ds, stats = build()
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ds.save_to_disk(str(tmp))
-    (tmp / "build_stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    with atomic_dir(target) as tmp:
+        ds.save_to_disk(str(tmp))
+        (tmp / "build_stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
     log.info("tokenized dataset %s: %s", target, stats)
     return datasets.load_from_disk(str(target))
 

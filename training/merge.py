@@ -25,6 +25,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from astrodata.core.files import atomic_dir
 from training.config import MergeConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -177,30 +178,26 @@ def merge(cfg: MergeConfig) -> dict[str, Any]:
     dtype = DTYPES[cfg.dtype]
     shards = plan_shards(names, ckpts[0].shapes, dtype, _parse_size(cfg.max_shard_size))
 
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    weight_map: dict[str, str] = {}
-    total_bytes = 0
-    with ShardReader(ckpts, names) as reader:
-        for i, shard in enumerate(shards):
-            file_name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            tensors = {}
-            for name in shard:
-                acc = reader.get(0, name).to(torch.float32).mul_(weights[0])
-                for k in range(1, len(weights)):
-                    acc.add_(reader.get(k, name).to(torch.float32).mul_(weights[k]))
-                tensors[name] = acc.to(dtype).contiguous()
-                del acc
-                total_bytes += tensors[name].numel() * tensors[name].element_size()
-                weight_map[name] = file_name
-            save_file(tensors, str(tmp / file_name), metadata={"format": "pt"})
-            del tensors
-    index = {"metadata": {"total_size": total_bytes}, "weight_map": weight_map}
-    (tmp / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True))
-    copied = _copy_metadata(base_dir, tmp, cfg.dtype)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        weight_map: dict[str, str] = {}
+        total_bytes = 0
+        with ShardReader(ckpts, names) as reader:
+            for i, shard in enumerate(shards):
+                file_name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+                tensors = {}
+                for name in shard:
+                    acc = reader.get(0, name).to(torch.float32).mul_(weights[0])
+                    for k in range(1, len(weights)):
+                        acc.add_(reader.get(k, name).to(torch.float32).mul_(weights[k]))
+                    tensors[name] = acc.to(dtype).contiguous()
+                    del acc
+                    total_bytes += tensors[name].numel() * tensors[name].element_size()
+                    weight_map[name] = file_name
+                save_file(tensors, str(tmp / file_name), metadata={"format": "pt"})
+                del tensors
+        index = {"metadata": {"total_size": total_bytes}, "weight_map": weight_map}
+        (tmp / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True))
+        copied = _copy_metadata(base_dir, tmp, cfg.dtype)
     write_card(cfg, weights, base_dir)
     return {"out": str(out), "tensors": len(names), "shards": len(shards), "bytes": total_bytes,
             "weights": weights, "metadata_from": str(base_dir), "copied": copied}

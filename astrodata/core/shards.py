@@ -8,7 +8,6 @@ the catalog cannot duplicate or lose a row).
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Iterable
@@ -17,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from astrodata.core.files import atomic_path, atomic_write_json
 
 CORPUS_SCHEMA = pa.schema(
     [
@@ -57,9 +58,8 @@ class ShardWriter:
             return []
         table = pa.Table.from_pylist(self.buffer, schema=self.schema)
         name = f"{self.prefix}-{self.n_shards:05d}.parquet"
-        tmp = self.data_dir / f".{name}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, self.data_dir / name)
+        with atomic_path(self.data_dir / name) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
         ids = [str(r.get("id")) for r in self.buffer]
         self.n_shards += 1
         self.n_rows += len(self.buffer)
@@ -94,8 +94,4 @@ def read_rows(out_dir: str | os.PathLike, columns: list[str] | None = None) -> I
 
 
 def write_stats(out_dir: str | os.PathLike, stats: dict[str, Any]) -> Path:
-    path = Path(out_dir) / "stats.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(stats, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(Path(out_dir) / "stats.json", stats, indent=2, sort_keys=True, default=str)

@@ -166,17 +166,6 @@ class Workspace:
             values,
         )
 
-    def document_status(self, doc_id: str) -> str | None:
-        row = self.con.execute("SELECT status FROM documents WHERE doc_id = ?", [doc_id]).fetchall()
-        return row[0][0] if row else None
-
-    def done_documents(self, stage: str) -> set[str]:
-        rows = self.con.execute(
-            "SELECT doc_id FROM documents WHERE stage = ? AND status IN ('done', 'error', 'skipped', 'dropped')",
-            [stage],
-        ).fetchall()
-        return {r[0] for r in rows}
-
     def record_error(
         self, doc_id: str | None, stage: str, reason: str, detail: str = "", run_id: str | None = None
     ) -> None:

@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from astrodata.core.arxiv_ids import parse_arxiv_id
+from astrodata.core.files import atomic_path
 from astrodata.core.textnorm import WORD_RE, digest, fmix64, normalize, shingle_hashes, word_shingles
 
 SCHEMA = """
@@ -212,19 +213,12 @@ def compute_signatures(
     """
     params = params or MinHashParams()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     schema = signature_schema(params)
     stats = SignatureStats(path=out)
     t0 = time.perf_counter()
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for batch in _batched(docs, batch_size):
-                writer.write_table(_signature_batch(batch, params, schema, stats))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for batch in _batched(docs, batch_size):
+            writer.write_table(_signature_batch(batch, params, schema, stats))
     stats.seconds = time.perf_counter() - t0
     return stats
 

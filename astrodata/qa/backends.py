@@ -1,9 +1,10 @@
 """LLM backends: the embedded SmolLM2 (transformers + outlines) and any OpenAI-compatible endpoint.
 
 Both answer one chat request with a `Reply` (text and token counts) and classify failures so the
-engine knows what to do: `Transient` (429, 5xx, timeouts, broken replies: retry with backoff),
-`Rejected` (this request can never succeed, e.g. HTTP 400: record it and go on) and `Fatal`
-(wrong key, unreachable endpoint, unknown model: stop the run with one line).
+engine knows what to do: `Transient` (the statuses `astrodata.core.http.is_retryable` retries:
+408, 409, 429, 5xx but 501; timeouts, broken replies: retry with backoff), `Rejected` (this
+request can never succeed, e.g. HTTP 400: record it and go on) and `Fatal` (wrong key, unreachable
+endpoint, unknown model, HTTP 501 Not Implemented: stop the run with one line).
 
 Structured output differs per server, so an endpoint has a *dialect*:
 - `json_schema`: `{"type": "json_schema", "json_schema": {...}}` (OpenAI, vLLM);
@@ -22,21 +23,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from astrodata.core.http import (
+    NOT_IMPLEMENTED,
+    is_retryable,
+    normalize_endpoint,
+    openai_client,
+    retry_after,
+    status_reason,
+)
 from astrodata.core.models import EMBEDDED_NAME, embedded_model_path
 
 DIALECTS = ("json_schema", "json_object_schema", "none")
 EMBEDDED_GENERATOR = "embedded/SmolLM2-135M-Instruct"
-_KEYLIKE = re.compile(r"\b(?:sk|key)-[A-Za-z0-9_*.\-]{4,}")
 
 
 class BackendError(Exception):
@@ -193,42 +198,6 @@ class EmbeddedBackend(Backend):
 
 
 # -- OpenAI-compatible endpoints -----------------------------------------------------------------
-def normalize_endpoint(url: str) -> str:
-    """`http://host:port` -> `http://host:port/v1` (a bare server root gets the OpenAI prefix)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"endpoint must be an http(s) URL, got {url!r}")
-    return url.rstrip("/") + ("/v1" if parts.path in ("", "/") else "")
-
-
-def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return float(value) * scale
-            except ValueError:
-                return None
-    return None
-
-
-def _status_reason(exc: Exception) -> str:
-    """A short reason from an API error: status and the server's message, never headers."""
-    status = getattr(exc, "status_code", None)
-    body = getattr(exc, "body", None)
-    message = body.get("message") if isinstance(body, dict) else None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        message = body["error"].get("message") or message
-    text = " ".join(str(message or getattr(exc, "message", "") or exc).split())
-    key = os.environ.get("OPENAI_API_KEY")
-    if key:
-        text = text.replace(key, "***")
-    text = _KEYLIKE.sub("***", text)[:300]  # servers may echo a masked key ("sk-ab***yz")
-    return f"HTTP {status}: {text}" if status else text
-
-
 class EndpointBackend(Backend):
     """Any OpenAI-compatible chat-completions server through the `openai` async client."""
 
@@ -237,8 +206,6 @@ class EndpointBackend(Backend):
     def __init__(self, endpoint: str, model: str, dialect: str = "none", temperature: float = 0.0,
                  seed: int | None = 0, timeout_s: float = 300.0, context_tokens: int | None = None,
                  client: Any = None):
-        from openai import AsyncOpenAI
-
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {DIALECTS} (or auto), got {dialect!r}")
         self.endpoint = normalize_endpoint(endpoint)
@@ -247,10 +214,9 @@ class EndpointBackend(Backend):
         self.temperature = temperature
         self.seed = seed
         self.context_tokens = context_tokens
-        # The openai client retries by itself; the engine does it instead, so it can count,
-        # back off with jitter and honour rate limits across requests.
-        self.client = client or AsyncOpenAI(base_url=self.endpoint, api_key=os.environ.get("OPENAI_API_KEY") or "none",
-                                            max_retries=0, timeout=timeout_s)
+        # The openai client's retries are off (core.http.openai_client): the engine retries by the
+        # shared policy instead, so it can count, back off with jitter and honour rate limits.
+        self.client = client or openai_client(self.endpoint, timeout_s, asynchronous=True)
 
     def with_dialect(self, dialect: str) -> EndpointBackend:
         """The same endpoint and client speaking another structured-output dialect."""
@@ -285,7 +251,7 @@ class EndpointBackend(Backend):
             await self.client.models.list(timeout=30)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise Fatal(f"endpoint {self.endpoint} rejected the API key from OPENAI_API_KEY "
-                        f"({_status_reason(exc)})") from None
+                        f"({status_reason(exc)})") from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
             raise Fatal(f"cannot reach endpoint {self.endpoint}: {type(cause).__name__}: "
@@ -301,20 +267,21 @@ class EndpointBackend(Backend):
                 model=self.name, messages=messages, **self.params(schema, max_tokens))
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise Fatal(f"endpoint {self.endpoint} rejected the API key from OPENAI_API_KEY "
-                        f"({_status_reason(exc)})") from None
+                        f"({status_reason(exc)})") from None
         except openai.NotFoundError as exc:
             raise Fatal(f"endpoint {self.endpoint} does not know model {self.name!r} or the chat "
-                        f"completions route ({_status_reason(exc)})") from None
-        except openai.RateLimitError as exc:
-            raise Transient(_status_reason(exc), _retry_after(exc)) from None
+                        f"completions route ({status_reason(exc)})") from None
         except openai.APITimeoutError:
             raise Transient("timeout") from None
         except openai.APIConnectionError as exc:
             raise Transient(f"connection: {type(exc.__cause__ or exc).__name__}") from None
         except openai.APIStatusError as exc:
-            if exc.status_code in (408, 409) or exc.status_code >= 500:
-                raise Transient(_status_reason(exc), _retry_after(exc)) from None
-            raise Rejected(_status_reason(exc)) from None
+            if exc.status_code == NOT_IMPLEMENTED:  # the server lacks the route: every request would fail
+                raise Fatal(f"endpoint {self.endpoint} does not implement chat completions "
+                            f"({status_reason(exc)})") from None
+            if is_retryable(exc.status_code):
+                raise Transient(status_reason(exc), retry_after(exc.response.headers)) from None
+            raise Rejected(status_reason(exc)) from None
         except ValueError as exc:  # a 200 whose body is not JSON (cut off in transit)
             raise Transient(f"malformed reply body: {type(exc).__name__}") from None
         try:

@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 
+from astrodata.core.files import atomic_open
 from astrodata.core.workspace import utc_now
 from astrodata.qa.engine import REPLIED, SCHEMA
 from astrodata.qa.recipe import Price
@@ -35,12 +36,10 @@ def write_batch(path: str | os.PathLike, pending: dict[str, dict[str, Any]]) -> 
     paths = [path] if len(chunks) == 1 else \
         [path.with_name(f"{path.stem}-{i + 1:05d}{path.suffix}") for i in range(len(chunks))]
     for target, chunk in zip(paths, chunks, strict=True):
-        tmp = target.with_name(f".{target.name}.tmp")
-        with tmp.open("w", encoding="utf-8") as f:
+        with atomic_open(target) as f:
             for key, body in chunk:
                 f.write(json.dumps({"custom_id": key, "method": "POST", "url": "/v1/chat/completions",
                                     "body": body}, ensure_ascii=False) + "\n")
-        os.replace(tmp, target)
     return paths
 
 

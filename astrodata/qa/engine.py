@@ -6,8 +6,9 @@ to a writer thread that commits it (`CacheWriter`), so a re-run, or a resume aft
 pays twice for a reply it already stored. Identical requests in flight at the same time share one
 call.
 
-Failures are classified by the backend: transient ones (429, 5xx, timeouts, replies cut off in
-transit) are retried with full-jitter exponential backoff (honouring Retry-After) up to
+Failures are classified by the backend: transient ones (the statuses `astrodata.core.http` retries:
+408, 409, 429, 5xx but 501; timeouts, replies cut off in transit) are retried with full-jitter
+exponential backoff (the shared `RetryPolicy`, honouring Retry-After) up to
 `max_attempts`; a reply that does not validate against the schema gets `invalid_retries` repair
 turns (the bad reply and the validation error are shown to the model); rejected requests are
 recorded and the run goes on; fatal errors stop the run.
@@ -35,6 +36,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from astrodata.core.http import RetryPolicy
 from astrodata.core.workspace import utc_now
 from astrodata.qa.backends import Backend, Fatal, Rejected, Transient, schema_json
 from astrodata.qa.recipe import EngineSettings, Price
@@ -456,10 +458,9 @@ class Engine:
             await asyncio.sleep(self._backoff(attempt, error.retry_after))
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))], at least Retry-After."""
+        """The shared policy's wait (`astrodata.core.http.RetryPolicy`: full jitter, at least Retry-After)."""
         s = self.settings
-        delay = self.rng.uniform(0, min(s.backoff_max_s, s.backoff_base_s * 2 ** (attempt - 1)))
-        return max(delay, min(retry_after or 0.0, s.backoff_max_s))
+        return RetryPolicy(s.max_attempts, s.backoff_base_s, s.backoff_max_s).delay(attempt, retry_after, self.rng)
 
     def _cost(self, model: str, tokens_in: int, tokens_out: int, discount: float = 1.0) -> float:
         price = self.prices.get(model)

@@ -5,8 +5,7 @@ Three ways in, one record shape out (`Paper`, one row per paper, keyed by the id
   politeness delay and retries). Dates select the first version's submission date (`submittedDate`).
 - `harvest_oai`: OAI-PMH `ListRecords` in `arXivRaw` (every version with its date, the default) or
   `arXiv` (split author names, but only the first and latest dates). Dates are OAI datestamps (last
-  change of the record), the only selector the protocol has; resumption tokens are followed and a
-  503's Retry-After is honoured up to a bound.
+  change of the record), the only selector the protocol has; resumption tokens are followed.
 - `harvest_snapshot`: the public metadata snapshot (JSON lines, 4+ GB, also .gz/.zip), streamed line
   by line. Dates select the first version's date (from `versions`, else `update_date`).
 
@@ -17,8 +16,11 @@ count). An empty list keeps everything.
 Merging: a later harvest of a known paper updates its row, never adds one. The record with the later
 latest-version date (then the higher version number; then the newer harvest) wins field by field,
 the other fills what the winner lacks (e.g. the API gives no licence, OAI does), and version lists
-are united. Per-record parse failures go to the run's errors and the harvest goes on; a request the
-service refuses (HTTP 4xx, OAI-PMH errors) stops it with a `HarvestError` naming the URL and reason.
+are united. Per-record parse failures go to the run's errors and the harvest goes on. Requests
+follow the shared retry policy (`astrodata.core.http`: 408/409/429/5xx retried with jittered backoff
+honouring Retry-After, other 4xx and 501 final); a request the service refuses, or that still fails
+when the retries run out, or an OAI-PMH error, stops the harvest with a `HarvestError` naming the
+URL and reason.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,6 +44,7 @@ import httpx
 import pyarrow as pa
 
 from astrodata.core.arxiv_ids import split_id
+from astrodata.core.http import RetryPolicy, is_retryable, retry_after, user_agent_for
 from astrodata.core.workspace import Run, Workspace
 
 API_URL = "https://export.arxiv.org/api/query"
@@ -51,6 +53,8 @@ DEFAULT_CATEGORIES = ("astro-ph", "gr-qc")
 METADATA_PREFIXES = ("arXivRaw", "arXiv")
 STAGE = "harvest"
 BATCH = 1000
+OAI_BACKOFF_S = 5.0  # the first OAI-PMH retry waits up to this long (the wait before the shared policy)
+API_RETRY_CAP_S = 120.0
 
 # The API has no archive wildcard we can rely on, so an archive is spelled out as its categories.
 API_CATEGORIES = {
@@ -66,10 +70,6 @@ ARXIV_NS = "{http://arxiv.org/OAI/arXiv/}"
 RAW_NS = "{http://arxiv.org/OAI/arXivRaw/}"
 ATOM_NS = "{http://www.w3.org/2005/Atom}"
 
-try:
-    USER_AGENT = f"astrodata/{version('astrodata')} (arXiv metadata harvester)"
-except PackageNotFoundError:
-    USER_AGENT = "astrodata (arXiv metadata harvester)"
 
 
 class HarvestError(RuntimeError):
@@ -544,12 +544,23 @@ def harvest_api(
               "delay_seconds": delay_seconds, "num_retries": num_retries}
     stats = HarvestStats("api")
 
+    # The package retries any failed page at once (after its politeness delay); this requests
+    # response hook puts the shared policy in front: final statuses skip the package's retries,
+    # retryable ones wait the policy's backoff (at least the Retry-After) before the next try.
+    policy = RetryPolicy(num_retries, base_s=delay_seconds, cap_s=API_RETRY_CAP_S)
+    failures = [0]  # consecutive retryable answers
+
     def count_and_refuse(resp: Any, *args: Any, **kwargs: Any) -> None:
-        # A requests response hook: client errors are final, so they skip the package's retries.
         stats.requests += 1
-        if 400 <= resp.status_code < 500 and resp.status_code != 429:
+        if resp.status_code < 400:
+            failures[0] = 0
+            return
+        if not is_retryable(resp.status_code):
             reason = _atom_error(resp.content) or resp.reason
             raise HarvestError(f"arXiv API refused the request with HTTP {resp.status_code}: {reason} ({resp.url})")
+        failures[0] += 1
+        if failures[0] <= num_retries:
+            time.sleep(policy.delay(failures[0], retry_after(resp.headers)))
 
     client._session.hooks["response"].append(count_and_refuse)  # the package exposes no session option
 
@@ -577,50 +588,27 @@ def oai_sets(categories: Sequence[str]) -> list[str | None]:
     return sets or [None]
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds; the header is either a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
+def _oai_request(http: httpx.Client, url: str, params: dict[str, str], policy: RetryPolicy,
+                 stats: HarvestStats) -> ET.Element:
+    """One OAI-PMH page; retryable statuses and network errors are retried by `policy`."""
+
+    def get() -> httpx.Response:
+        resp = http.get(url, params=params)
+        stats.requests += 1
+        return resp
+
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-@dataclass
-class OaiSettings:
-    base_url: str = OAI_URL
-    delay_seconds: float = 3.0
-    max_retries: int = 5
-    max_retry_wait: float = 120.0
-
-
-def _oai_request(http: httpx.Client, params: dict[str, str], opts: OaiSettings, stats: HarvestStats) -> ET.Element:
-    """One OAI-PMH page: 503/5xx and network errors wait (Retry-After, capped) and retry."""
-    attempt = 0
-    while True:
-        wait = min(5.0 * (attempt + 1), opts.max_retry_wait)
-        try:
-            resp = http.get(opts.base_url, params=params)
-        except httpx.TransportError as exc:
-            why = f"{type(exc).__name__}: {exc}"
-        else:
-            stats.requests += 1
-            if resp.status_code == 200:
-                return _oai_page(resp.content, str(resp.url))
-            if resp.status_code not in (429, 500, 502, 503, 504):
-                raise HarvestError(f"OAI-PMH server refused {resp.url} with HTTP {resp.status_code}: "
-                                   f"{_one_line(resp.text[:300]) or resp.reason_phrase}")
-            why = f"HTTP {resp.status_code}"
-            wait = min(retry_after_seconds(resp.headers.get("Retry-After")) or wait, opts.max_retry_wait)
-        if attempt >= opts.max_retries:
-            raise HarvestError(f"OAI-PMH server still failing after {opts.max_retries} retries ({why}): "
-                               f"{opts.base_url} {params}")
-        attempt += 1
-        time.sleep(wait)
+        resp = policy.call(get)
+    except httpx.TransportError as exc:
+        raise HarvestError(f"OAI-PMH server still failing after {policy.max_retries} retries "
+                           f"({type(exc).__name__}: {exc}): {url} {params}") from None
+    if resp.status_code == 200:
+        return _oai_page(resp.content, str(resp.url))
+    if is_retryable(resp.status_code):
+        raise HarvestError(f"OAI-PMH server still failing after {policy.max_retries} retries "
+                           f"(HTTP {resp.status_code}): {url} {params}")
+    raise HarvestError(f"OAI-PMH server refused {resp.url} with HTTP {resp.status_code}: "
+                       f"{_one_line(resp.text[:300]) or resp.reason_phrase}")
 
 
 def _oai_page(content: bytes, url: str) -> ET.Element:
@@ -634,11 +622,11 @@ def _oai_page(content: bytes, url: str) -> ET.Element:
     return root
 
 
-def _oai_records(http: httpx.Client, params: dict[str, str], opts: OaiSettings,
+def _oai_records(http: httpx.Client, url: str, params: dict[str, str], policy: RetryPolicy, delay_seconds: float,
                  stats: HarvestStats) -> Iterator[tuple[str, ET.Element]]:
     """Every record of a ListRecords answer, following resumption tokens page by page."""
     while True:
-        root = _oai_request(http, params, opts, stats)
+        root = _oai_request(http, url, params, policy, stats)
         for record in root.iter(OAI_NS + "record"):
             ident = record.find(f"{OAI_NS}header/{OAI_NS}identifier")
             yield (ident.text or "").strip() if ident is not None else "", record
@@ -646,7 +634,7 @@ def _oai_records(http: httpx.Client, params: dict[str, str], opts: OaiSettings,
         if token is None or not (token.text or "").strip():
             return
         params = {"verb": "ListRecords", "resumptionToken": token.text.strip()}
-        time.sleep(opts.delay_seconds)
+        time.sleep(delay_seconds)
 
 
 def harvest_oai(
@@ -659,19 +647,22 @@ def harvest_oai(
     if metadata_prefix not in METADATA_PREFIXES:
         raise ValueError(f"metadata_prefix must be one of {METADATA_PREFIXES}, got {metadata_prefix!r}")
     date_from, date_to = _as_date(date_from, "date_from"), _as_date(date_to, "date_to")
-    opts = OaiSettings(base_url or OAI_URL, delay_seconds, max_retries, max_retry_wait)
+    url = base_url or OAI_URL
+    # A 503 without Retry-After waits up to 5, 10, 20... s (jittered), never more than max_retry_wait.
+    policy = RetryPolicy(max_retries, base_s=OAI_BACKOFF_S, cap_s=max_retry_wait)
     config = {"method": "oai", "categories": list(categories), "date_from": date_from, "date_to": date_to,
-              "metadata_prefix": metadata_prefix, "base_url": opts.base_url}
+              "metadata_prefix": metadata_prefix, "base_url": url}
 
     def items(stats: HarvestStats) -> Iterator[tuple[str, ET.Element]]:
-        with httpx.Client(headers={"User-Agent": USER_AGENT}, timeout=120, follow_redirects=True) as http:
+        headers = {"User-Agent": user_agent_for("arXiv metadata harvester")}
+        with httpx.Client(headers=headers, timeout=120, follow_redirects=True) as http:
             for n, spec in enumerate(oai_sets(categories)):
                 if n:
                     time.sleep(delay_seconds)
                 params = {"verb": "ListRecords", "metadataPrefix": metadata_prefix}
                 params.update({k: v for k, v in (("set", spec), ("from", date_from and date_from.isoformat()),
                                                  ("until", date_to and date_to.isoformat())) if v})
-                yield from _oai_records(http, params, opts, stats)
+                yield from _oai_records(http, url, params, policy, delay_seconds, stats)
 
     keep = _date_filter(categories, None, None)
     return _drive(ws, HarvestStats("oai"), config, items, paper_from_oai, keep, progress=progress)

@@ -29,7 +29,7 @@ from typing import BinaryIO
 import httpx
 
 from astrodata.core.arxiv_ids import EPRINT_SUFFIXES, filename_for_id, id_from_filename
-from astrodata.sources.arxiv_meta import retry_after_seconds
+from astrodata.core.http import RetryPolicy, user_agent_for
 
 log = logging.getLogger(__name__)
 
@@ -423,14 +423,7 @@ def iter_bulk_tar(tar_path: Path, max_member_bytes: int = UnpackLimits.max_total
 
 def default_user_agent() -> str:
     """arXiv asks robots to identify themselves; `ASTRODATA_CONTACT` adds an e-mail or URL."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        ver = version("astrodata")
-    except PackageNotFoundError:
-        ver = "0"
-    contact = os.environ.get("ASTRODATA_CONTACT", "").strip()
-    return f"astrodata/{ver} (e-print fetcher; {'+' + contact if contact else 'set ASTRODATA_CONTACT'})"
+    return user_agent_for("e-print fetcher")
 
 
 @dataclass
@@ -448,13 +441,17 @@ def download_eprints(
     delay_s: float = 3.0,
     user_agent: str | None = None,
     max_retries: int = 5,
+    max_retry_wait_s: float = 600.0,
     max_bytes: int = UnpackLimits.max_total_bytes,
     timeout_s: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[Download]:
-    """Fetch e-prints politely: `delay_s` between requests, retries with backoff on 429/5xx and
-    network errors (honouring Retry-After), skipping ids already in `dest_dir`.
+    """Fetch e-prints politely: `delay_s` between requests, skipping ids already in `dest_dir`.
+
+    Retries follow the shared policy (`astrodata.core.http`): 408/409/429/5xx (not 501) and network
+    errors are retried up to `max_retries` times, waiting `delay_s`, 2 x `delay_s`, 4 x ... or the
+    server's Retry-After, never more than `max_retry_wait_s`; other statuses are final.
 
     Each file goes to `<name>.part` and is renamed when complete, so an interrupted run leaves no
     half file that a later run would mistake for done. The extension follows the magic bytes."""
@@ -483,6 +480,8 @@ def download_eprints(
         finally:  # the delay runs from the end of a request: slow answers slow us down too
             last_request[0] = clock()
 
+    # One sequential client: plain doubling from the politeness delay (no crowd for jitter to spread).
+    policy = RetryPolicy(max_retries, base_s=delay_s, cap_s=max(max_retry_wait_s, delay_s), jitter=False)
     results: list[Download] = []
     with httpx.Client(headers=headers, timeout=timeout_s, follow_redirects=True) as client:
         for eprint_id in ids:
@@ -493,31 +492,26 @@ def download_eprints(
             part = dest_dir / f"{stem}.part"
             url = base_url + eprint_id
             result = Download(eprint_id, "failed", detail="no attempt")
-            for attempt in range(max_retries + 1):
-                try:
-                    resp = polite_get(client, url, part)
-                except httpx.TransportError as exc:
-                    result.detail, retry_after = f"network: {exc}", None
-                except EprintError as exc:
-                    result.detail, retry_after = str(exc), None
-                    part.unlink(missing_ok=True)
-                    break
+
+            def on_retry(retry: int, reason: str, wait: float, eprint_id: str = eprint_id) -> None:
+                log.info("e-print %s: %s, retrying in %.1f s", eprint_id, reason, wait)
+
+            try:
+                resp = policy.call(lambda url=url, part=part: polite_get(client, url, part), sleep=sleep,
+                                   on_retry=on_retry)
+            except httpx.TransportError as exc:
+                result.detail = f"network: {exc}"
+            except EprintError as exc:
+                result.detail = str(exc)
+            else:
+                if resp.status_code == 200:
+                    final = dest_dir / (stem + _suffix_for(part))
+                    os.replace(part, final)
+                    result = Download(eprint_id, "downloaded", final)
+                    present[eprint_id] = final
                 else:
-                    if resp.status_code == 200:
-                        final = dest_dir / (stem + _suffix_for(part))
-                        os.replace(part, final)
-                        result = Download(eprint_id, "downloaded", final)
-                        present[eprint_id] = final
-                        break
                     result.detail = f"HTTP {resp.status_code}"
-                    if resp.status_code != 429 and resp.status_code < 500:
-                        break
-                    retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
-                part.unlink(missing_ok=True)
-                if attempt < max_retries:
-                    backoff = retry_after if retry_after is not None else delay_s * 2**attempt
-                    log.info("e-print %s: %s, retrying in %.1f s", eprint_id, result.detail, backoff)
-                    sleep(backoff)
+            part.unlink(missing_ok=True)
             if result.status == "failed":
                 log.warning("e-print %s not downloaded: %s", eprint_id, result.detail)
             results.append(result)
