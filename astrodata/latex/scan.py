@@ -74,7 +74,7 @@ def find_cs(src: str, pos: int, char: str) -> int:
     for m in CS.finditer(src, pos):
         if m.group(1) == char:
             return m.start()
-    return None
+    return -1
 
 
 def math_end(src: str, pos: int, delim: str) -> int:

@@ -22,7 +22,7 @@ DROP: dict[str, str] = {
     # front matter (the title and abstract are taken separately; authors come from metadata)
     **dict.fromkeys(
         """author affiliation affil altaffiliation institute email thanks orcid orcidlink
-        correspondingauthor date keywords received revised accepted published submitjournal
+        correspondingauthor date received revised accepted published submitjournal
         journalinfo shorttitle shortauthors titlerunning authorrunning subtitle pacs icmltitle
         icmlauthor icmlaffiliation icmlcorrespondingauthor icmlkeywords icmlsetsymbol
         collaboration nocollaboration AuthorCollaborationLimit title mail offprints
@@ -85,8 +85,6 @@ DROP: dict[str, str] = {
     "tablecomments": "{",
     "tablehead": "{",
     "colhead": "{",
-    "multicolumn": "{{{",
-    "multirow": "{[{",
     "footnotemark": "[",
     "twocolumn": "[",
     "onecolumn": "",
@@ -205,6 +203,11 @@ SYMBOLS_OVERRIDE = {
     "!": "",
     "$": "\\$",
     "ldots": "...",
+    "lesssim": "≲",
+    "gtrsim": "≳",
+    "lessapprox": "⪅",
+    "gtrapprox": "⪆",
+    "sep": ";",
     "dots": "...",
     "textellipsis": "...",
     "LaTeX": "LaTeX",
@@ -249,9 +252,51 @@ FLOATS = frozenset(
     SCfigure plate listing subfigure subtable""".split()
 )
 DROP_ENVS = frozenset(
-    """thebibliography references tikzpicture tabular tabular* tabularx tabulary array keywords
+    """thebibliography references tikzpicture array
     icmlauthorlist comment filecontents filecontents* titlepage acronym""".split()
 )
+# table bodies: (column-spec arguments before the rows); rendered as Markdown tables
+TABULAR_ENVS = {"tabular": "[{", "tabular*": "{[{", "tabularx": "{{", "tabulary": "{{", "longtable": "[{",
+                "longtable*": "[{", "supertabular": "{", "xtabular": "{", "array": "[{", "tabu": "{"}
+TABLE_FLOATS = frozenset("""table table* deluxetable deluxetable* sidewaystable sidewaystable* wraptable
+    subtable""".split())
+DELUXE = frozenset("deluxetable deluxetable*".split())
+# rules and spacing between table rows: no text
+TABLE_RULES = re.compile(
+    r"\\(?:hline|toprule|midrule|bottomrule|endhead|endfirsthead|endfoot|endlastfoot|hdashline|tablebreak|"
+    r"nodata(?=\s*&|\s*\\\\)|"
+    r"addlinespace(?:\s*\[[^\]]*\])?|specialrule\s*\{[^{}]*\}\s*\{[^{}]*\}\s*\{[^{}]*\}|"
+    r"(?:cline|hhline|cmidrule(?:\s*\([^)]*\))?|rowcolor(?:\s*\[[^\]]*\])?)\s*\{[^{}]*\}|"
+    r"noalign\s*\{[^{}]*\})(?![A-Za-z@])"
+)
+# algorithmic / algpseudocode line commands: (words before the argument, argument count, words after)
+ALGORITHM_LINES = {
+    **dict.fromkeys(["State", "STATE", "Statex"], ("", 0, "")),
+    **dict.fromkeys(["If", "IF"], ("if", 1, "then")),
+    **dict.fromkeys(["ElsIf", "ELSIF", "ElseIf"], ("else if", 1, "then")),
+    **dict.fromkeys(["Else", "ELSE"], ("else", 0, "")),
+    **dict.fromkeys(["EndIf", "ENDIF"], ("end if", 0, "")),
+    **dict.fromkeys(["For", "FOR", "ForAll", "FORALL"], ("for", 1, "do")),
+    **dict.fromkeys(["EndFor", "ENDFOR"], ("end for", 0, "")),
+    **dict.fromkeys(["While", "WHILE"], ("while", 1, "do")),
+    **dict.fromkeys(["EndWhile", "ENDWHILE"], ("end while", 0, "")),
+    **dict.fromkeys(["Repeat", "REPEAT"], ("repeat", 0, "")),
+    **dict.fromkeys(["Until", "UNTIL"], ("until", 1, "")),
+    **dict.fromkeys(["Loop", "LOOP"], ("loop", 0, "")),
+    **dict.fromkeys(["EndLoop", "ENDLOOP"], ("end loop", 0, "")),
+    **dict.fromkeys(["Require", "REQUIRE"], ("Require:", 0, "")),
+    **dict.fromkeys(["Ensure", "ENSURE"], ("Ensure:", 0, "")),
+    **dict.fromkeys(["Input", "INPUT", "KwIn"], ("Input:", 0, "")),
+    **dict.fromkeys(["Output", "OUTPUT", "KwOut"], ("Output:", 0, "")),
+    **dict.fromkeys(["Return", "RETURN"], ("return", 0, "")),
+    **dict.fromkeys(["Print", "PRINT"], ("print", 0, "")),
+    **dict.fromkeys(["Procedure", "Function"], ("procedure", 2, "")),
+    **dict.fromkeys(["EndProcedure", "EndFunction"], ("end", 0, "")),
+}
+ALGORITHMIC_ENVS = frozenset("algorithmic algorithmic* algpseudocode".split())
+LIST_ENVS = frozenset("itemize enumerate description compactitem compactenum inparaenum asparaenum".split())
+NUMBERED_LISTS = frozenset("enumerate compactenum inparaenum asparaenum".split())
+KEYWORD_ENVS = frozenset("keywords keyword".split())
 CODE_ENVS = frozenset("verbatim verbatim* Verbatim lstlisting minted alltt".split())
 ENV_ARGS = {
     "minipage": "[[[{",

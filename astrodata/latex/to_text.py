@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -27,7 +28,7 @@ from typing import Literal
 
 from astrodata.latex import tables as T
 from astrodata.latex.flatten import Flattened, flatten, strip_comments
-from astrodata.latex.macros import ExpansionLimits, LatexError, expand_macros
+from astrodata.latex.macros import ExpansionLimits, LatexError, expand_macros, match_brace
 from astrodata.latex.residue import residue_per_1k
 from astrodata.latex.scan import CS, WS, env_end, find_cs, math_end, read_arg, read_args, read_opt
 
@@ -40,7 +41,8 @@ Markers = Literal["marker", "keys", "drop"]
 class TextOptions:
     citations: Markers = "marker"  # \cite family -> "[cite]", "[key1, key2]" or nothing
     references: Markers = "marker"  # \ref family -> "[ref]", "[fig:x]" or nothing
-    captions: bool = True  # keep figure/table captions (float bodies are always dropped)
+    captions: bool = True  # keep figure/table captions
+    tables: Literal["markdown", "drop"] = "markdown"  # table bodies as Markdown tables, or dropped
     max_chars: int = 8_000_000  # larger inputs are refused with LatexError("too-large")
     limits: ExpansionLimits = field(default_factory=ExpansionLimits)
 
@@ -58,6 +60,10 @@ class LatexText:
     headings: int = 0
     math_spans: int = 0
     unknown_commands: int = 0  # prose commands converted by dropping their name (arguments kept as text)
+    #: what could not be rendered faithfully, (kind, name) -> count. Kinds: command (unknown, name
+    #: dropped, arguments kept), environment (body dropped), math (unclosed), and from expansion
+    #: definition, conditional, math-symbol, expansion-limit (see `macros.py`)
+    losses: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 _PROSE_SPECIAL = re.compile(r"[\\$~]|[{}]+")
@@ -77,6 +83,20 @@ _FENCED = re.compile(r"(\n```\n.*?\n```\n)", re.S)
 _BLANKS = re.compile(r"\n{3,}")
 _GAP = re.compile(r" +([,.;:])(?=\s|$)")
 _IF_FI = re.compile(r"\\(if[A-Za-z@]*|fi)(?![A-Za-z@])")
+_TABULAR_BEGIN = re.compile(r"\\begin\s*\{(" + "|".join(re.escape(e) for e in T.TABULAR_ENVS) + r")\}")
+_ANY_BEGIN = re.compile(r"\\begin\s*\{([^{}]*)\}")
+_TABLEHEAD = re.compile(r"\\tablehead(?![A-Za-z@])")
+_ROW_SEP = re.compile(r"(?P<sep>\\\\\*?(?:\s*\[[^\]]*\])?|\\tabularnewline(?![A-Za-z@])|\\cr(?![A-Za-z@]))"
+                      r"|\\[A-Za-z@]+|\\.|[{}]", re.S)
+_CELL_SEP = re.compile(r"(?P<sep>&)|\\[A-Za-z@]+|\\.|[{}]", re.S)
+_ALG_LINE = re.compile(r"\\(" + "|".join(sorted(T.ALGORITHM_LINES, key=len, reverse=True)) + r"|Comment|COMMENT)(?![A-Za-z@])")
+_CAPTION_OR_LABEL = re.compile(r"\\(?:caption|label)\s*(?:\[[^\]]*\])?\s*\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}")
+_END_OR_VERBATIM = re.compile(
+    r"\\end\s*\{document\}|\\begin\s*\{(verbatim\*?|Verbatim\*?|lstlisting|minted|comment|alltt)\}")
+_FIRST_SECTION = re.compile(r"\\(?:section|chapter)\*?\s*[{\[]|\\begin\s*\{abstract\}")
+_TITLE_BLOCK = re.compile(r"\\begin\s*\{(center|titlepage|flushleft|flushright)\}")
+_BIG_FONT = re.compile(r"\\(?:LARGE|Large|huge|Huge)(?![A-Za-z@])")
+_LINE_BREAK = re.compile(r"\\\\|\\par(?![A-Za-z@])|\n\s*\n|\\end\s*\{")
 _ACRO_DEF = re.compile(r"\\(DeclareAcronym|acro|acrodef|newacronym)(?![A-Za-z@])")
 
 
@@ -189,6 +209,8 @@ class _Converter:
         self.acronyms: dict[str, tuple[str, str, str, str]] = {}
         self.acronyms_used: set[str] = set()
         self.unknown = 0  # prose commands we knew nothing about (name dropped, argument text kept)
+        self.losses: Counter[tuple[str, str]] = Counter()
+        self.lists: list[int] = []  # open lists: items numbered so far, -1 for unnumbered
 
     def inline(self, src: str) -> str:
         """Convert a fragment (an argument) to one line of text."""
@@ -252,6 +274,7 @@ class _Converter:
             return pos
         # unknown macro: drop its name (and an optional argument glued to it); its groups follow as text
         self.unknown += 1
+        self.losses["command", "\\" + name] += 1
         if pos < len(src) and src[pos] == "[":
             opt, p = read_opt(src, pos)
             if opt is not None and len(opt) < 80:
@@ -265,9 +288,25 @@ class _Converter:
 
     def h_end(self, name: str, src: str, i: int, pos: int) -> int:
         env, p = read_arg(src, pos)
+        if env is not None and env.strip() in T.LIST_ENVS and self.lists:
+            self.lists.pop()
         if env is not None and env.strip() not in T.FLOATS:
             self.out.append("\n\n")
         return p if env is not None else pos
+
+    def h_keywords(self, name: str, src: str, i: int, pos: int) -> int:
+        words, pos = read_arg(src, pos)
+        text = self.inline(words or "")
+        if text:
+            self.out.append(f"\n\nKeywords: {text}\n\n")
+        return pos
+
+    def h_multicolumn(self, name: str, src: str, i: int, pos: int) -> int:
+        """`\\multicolumn{n}{spec}{text}`, `\\multirow{n}{width}{text}`, `\\makecell[..]{a\\\\b}`: the text."""
+        spec = {"multicolumn": "{{{", "multirow": "[{[{[{", "makecell": "[{", "thead": "[{"}[name]
+        args, pos = read_args(src, pos, spec)
+        self.out.append(self.inline(args[-1] or ""))
+        return pos
 
     def h_section(self, name: str, src: str, i: int, pos: int) -> int:
         (short, title), pos = read_args(src, pos, "[{")
@@ -323,7 +362,11 @@ class _Converter:
 
     def h_item(self, name: str, src: str, i: int, pos: int) -> int:
         label, pos = read_opt(src, pos)
-        self.out.append("\n- " + (self.inline(label) + " " if label else ""))
+        if self.lists and self.lists[-1] >= 0:  # enumerate: its number, or the label it was given
+            self.lists[-1] += 1
+            self.out.append(f"\n{self.inline(label) if label else f'{self.lists[-1]}.'} ")
+        else:
+            self.out.append("\n- " + (self.inline(label) + " " if label else ""))
         return pos
 
     def h_newline(self, name: str, src: str, i: int, pos: int) -> int:  # with its optional star and [length]
@@ -350,11 +393,17 @@ class _Converter:
 
     def h_display_open(self, name: str, src: str, i: int, pos: int) -> int:
         close = find_cs(src, pos, "]")
-        return self.display(src[pos:close], close + 2 if close >= 0 else len(src))
+        if close < 0:  # unclosed: counted; what follows is read as prose
+            self.losses["math", "unclosed \\["] += 1
+            return pos
+        return self.display(src[pos:close], close + 2)
 
     def h_inline_open(self, name: str, src: str, i: int, pos: int) -> int:
         close = find_cs(src, pos, ")")
-        return self.inline_math(src[pos:close], close + 2 if close >= 0 else len(src))
+        if close < 0:
+            self.losses["math", "unclosed \\("] += 1
+            return pos
+        return self.inline_math(src[pos:close], close + 2)
 
     def h_ensuremath(self, name: str, src: str, i: int, pos: int) -> int:
         arg, pos = read_arg(src, pos)
@@ -447,7 +496,8 @@ class _Converter:
         display = src.startswith("$$", i)
         start = i + (2 if display else 1)
         end = math_end(src, start, "$$" if display else "$")
-        if end < 0:  # an unclosed $: drop it, keep going
+        if end < 0:  # an unclosed $: drop it, count it, keep going
+            self.losses["math", "unclosed $$" if display else "unclosed $"] += 1
             return start
         inner = src[start:end]
         return self.display(inner, end + 2) if display else self.inline_math(inner, end + 1)
@@ -486,17 +536,39 @@ class _Converter:
                 return body_start
             wrap_arg = f"{{{args[0]}}}" if env.startswith("alignat") and args and args[0] else ""
             return self.display(src[body_start : close.start()], close.end(), T.ALIGNED.get(env), wrap_arg)
+        if env in T.TABULAR_ENVS and close is not None:
+            rows_start = read_args(src, p, T.TABULAR_ENVS[env])[1]
+            self.table(src[rows_start : close.start()])
+            return close.end()
+        if env in T.ALGORITHMIC_ENVS and close is not None:
+            self.algorithm(src[body_start : close.start()])
+            return close.end()
         if env in T.FLOATS or env in T.DROP_ENVS or env in T.CODE_ENVS:
             if close is None:
                 return body_start  # unclosed: read on as prose rather than lose the rest
+            body = src[body_start : close.start()]
+            kind = "Table" if "table" in env else "Algorithm" if env.startswith("algorithm") else "Figure"
             if env in T.FLOATS and self.options.captions:
-                self.captions(src, body_start, close.start(), "Table" if "table" in env else "Figure")
+                self.captions(src, body_start, close.start(), kind)
+            if env in T.DELUXE:
+                self.deluxetable(body)
+            elif env in T.TABLE_FLOATS:
+                for m in _TABULAR_BEGIN.finditer(body):
+                    self.begin(body, m.end() - 1 - len(m.group(1)) - 1)
+            elif kind == "Algorithm":
+                self.algorithm_float(body)
             elif env in T.CODE_ENVS:
-                self.out.append("\n\n```\n" + src[body_start : close.start()].strip("\n") + "\n```\n\n")
+                self.out.append("\n\n```\n" + body.strip("\n") + "\n```\n\n")
+            elif env in T.DROP_ENVS and env not in ("thebibliography", "references", "comment"):
+                self.losses["environment", env] += 1
             return close.end()
         if body_start < len(src) and src[body_start] == "[" and env not in T.ENV_ARGS:
             body_start = read_opt(src, body_start)[1]  # enumitem-style options: [leftmargin=*]
-        if env in T.HEADING_LIKE:
+        if env in T.LIST_ENVS:
+            self.lists.append(0 if env in T.NUMBERED_LISTS else -1)
+        if env in T.KEYWORD_ENVS:
+            self.out.append("\n\nKeywords: ")
+        elif env in T.HEADING_LIKE:
             self.headings += 1
             self.out.append(f"\n\n## {T.HEADING_LIKE[env]}\n\n")
         else:
@@ -510,6 +582,79 @@ class _Converter:
             text = self.inline(args[-1] or "")
             if text:
                 self.out.append(f"\n\n{kind}: {text}\n\n")
+
+    # -- tables and algorithms ---------------------------------------------------------------
+    def table(self, rows_tex: str, header: list[str] | None = None) -> None:
+        """Rows (`\\\\`-separated, cells `&`-separated) -> a Markdown table: the first row is its
+        header, one row per line, cells in order; rules dropped, multi-column cells flattened."""
+        if self.options.tables == "drop":
+            return
+        rows = [header] if header else []
+        for row in _split_top(T.TABLE_RULES.sub(" ", rows_tex), _ROW_SEP):
+            cells = [self.inline(c).replace("|", "\\|") for c in _split_top(row, _CELL_SEP)]
+            if any(cells):
+                rows.append(cells)
+        if not rows:
+            return
+        width = max(len(r) for r in rows)
+        lines = ["| " + " | ".join(r + [""] * (width - len(r))) + " |" for r in rows]
+        lines.insert(1, "|" + "---|" * width)
+        self.out.append("\n\n" + "\n".join(lines) + "\n\n")
+
+    def deluxetable(self, body: str) -> None:
+        """AASTeX: column heads in `\\tablehead`, rows between `\\startdata` and `\\enddata`."""
+        head, _ = read_arg(body, m.end()) if (m := _TABLEHEAD.search(body)) else (None, 0)
+        start, end = body.find("\\startdata"), body.find("\\enddata")
+        if start < 0:
+            return
+        rows = body[start + len("\\startdata") : end if end > start else len(body)]
+        header = None
+        if head:
+            header = [self.inline(c.replace("\\colhead", "")).replace("|", "\\|")
+                      for c in _split_top(T.TABLE_RULES.sub(" ", head), _CELL_SEP)]
+        self.table(rows, header)
+
+    def algorithm_float(self, body: str) -> None:
+        """An `algorithm` float: its algorithmic environments, or algorithm2e lines ending in `\\;`."""
+        if any(m.group(1) in T.ALGORITHMIC_ENVS for m in _ANY_BEGIN.finditer(body)):
+            for m in _ANY_BEGIN.finditer(body):
+                if m.group(1) in T.ALGORITHMIC_ENVS:
+                    self.begin(body, m.end() - len(m.group(1)) - 2)
+            return
+        body = _CAPTION_OR_LABEL.sub("", body)
+        lines = [self.inline(x) for x in re.split(r"\\;|\\\\", body)]
+        self.numbered([x for x in lines if x])
+
+    def algorithm(self, body: str) -> None:
+        """algorithmic/algpseudocode -> numbered lines ("if c then", "end for", ...)."""
+        lines: list[str] = []
+        pieces = _ALG_LINE.split(body)  # [before, cmd, rest, cmd, rest, ...]
+        for cmd, rest in zip(pieces[1::2], pieces[2::2], strict=True):
+            if cmd in ("Comment", "COMMENT"):
+                arg, p = read_arg(rest, 0)
+                note = f"▷ {self.inline(arg or '')}"
+                if lines:
+                    lines[-1] += " " + note
+                else:
+                    lines.append(note)
+                rest = rest[p:]
+                if self.inline(rest):
+                    lines.append(self.inline(rest))
+                continue
+            before, nargs, after = T.ALGORITHM_LINES[cmd]
+            args, p = read_args(rest, 0, "{" * nargs)
+            words = [before]
+            if cmd in ("Procedure", "Function"):
+                words.append(f"{self.inline(args[0] or '')}({self.inline(args[1] or '')})")
+            else:
+                words += [self.inline(a or "") for a in args]
+            words += [after, self.inline(rest[p:])]
+            lines.append(" ".join(w for w in words if w))
+        self.numbered([x for x in lines if x])
+
+    def numbered(self, lines: list[str]) -> None:
+        if lines:
+            self.out.append("\n\n" + "\n".join(f"{n}. {x}" for n, x in enumerate(lines, 1)) + "\n\n")
 
 
 
@@ -539,6 +684,8 @@ def _handlers() -> dict[str, Callable[..., int | None]]:
         (["["], C.h_display_open),
         (["("], C.h_inline_open),
         (["ensuremath"], C.h_ensuremath),
+        (["keywords"], C.h_keywords),
+        (["multicolumn", "multirow", "makecell", "thead"], C.h_multicolumn),
         (["verb", "lstinline"], C.h_verb),
         (["iffalse"], C.h_iffalse),
         (T.ASSIGNMENTS, C.h_assignment),
@@ -554,6 +701,22 @@ def _handlers() -> dict[str, Callable[..., int | None]]:
 
 
 _HANDLERS = _handlers()
+
+def _split_top(text: str, sep: re.Pattern[str]) -> list[str]:
+    """`text` split where `sep` matches outside braces (`\\&`, and separators inside groups, stay)."""
+    parts, depth, start = [], 0, 0
+    for m in sep.finditer(text):
+        if m.group("sep") is not None:
+            if depth == 0:
+                parts.append(text[start : m.start()])
+                start = m.end()
+        elif m.group() == "{":
+            depth += 1
+        elif m.group() == "}":
+            depth = max(depth - 1, 0)
+    parts.append(text[start:])
+    return parts
+
 
 def _typo(m: re.Match[str]) -> str:
     s = m.group()
@@ -602,6 +765,44 @@ def _take_title(text: str) -> tuple[str | None, str]:
     if title is None:
         return None, text
     return title, text[: m.start()] + text[end:]
+
+
+def _document_end(body: str) -> int:
+    """Where `\\end{document}` is, skipping verbatim-like blocks that merely show one; the end of
+    `body` when there is none."""
+    for m in _END_OR_VERBATIM.finditer(body):
+        if m.group(1) is None:
+            return m.start()
+        close = env_end(body, m.group(1), m.end())
+        if close is None:
+            break
+        return _document_end(body[close.end() :]) + close.end()
+    return len(body)
+
+
+def _title_block(body: str) -> tuple[str | None, str]:
+    """A title hand-built from layout commands when there is no `\\title`: the first group set in
+    `\\LARGE`/`\\Large`/`\\huge`/`\\Huge` inside a `center`/`titlepage`/`flushleft` block before the
+    first section. Returns the title and the body without that block (its author and school
+    lines are front matter, as `\\author` is)."""
+    section = _FIRST_SECTION.search(body)
+    head = body[: section.start()] if section else body
+    for m in _TITLE_BLOCK.finditer(head):
+        close = env_end(body, m.group(1), m.end())
+        if close is None:
+            continue
+        block = body[m.end() : close.start()]
+        size = _BIG_FONT.search(block)
+        if size is None:
+            continue
+        group_start = block.rfind("{", 0, size.start())
+        if group_start >= 0 and match_brace(block, group_start) > size.end():
+            title = block[size.end() : match_brace(block, group_start) - 1]
+        else:  # `\\LARGE Title \\\\`: to the line break
+            stop = _LINE_BREAK.search(block, size.end())
+            title = block[size.end() : stop.start() if stop else len(block)]
+        return title, body[: m.start()] + body[close.end() :]
+    return None, body
 
 
 def _take_abstract(text: str) -> tuple[str | None, str]:
@@ -657,8 +858,9 @@ def _convert(tex: str, options: TextOptions, preamble: str) -> LatexText:
     abstract_tex, expanded = _take_abstract(expanded)
     begin = _BEGIN_DOC.search(expanded)
     body = expanded[begin.end() :] if begin else expanded
-    end = _END_DOC.search(body)
-    body = body[: end.start()] if end else body
+    body = body[: _document_end(body)]
+    if title_tex is None:
+        title_tex, body = _title_block(body)
 
     conv = _Converter(options)
     conv.acronyms = _acronyms(expanded) if "\\ac" in expanded or "\\gls" in expanded else {}
@@ -683,6 +885,7 @@ def _convert(tex: str, options: TextOptions, preamble: str) -> LatexText:
         headings=len(_HEADING_LINE.findall(text)),
         math_spans=conv.math,
         unknown_commands=conv.unknown,
+        losses=stats.losses + conv.losses,
     )
 
 
