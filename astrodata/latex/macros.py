@@ -90,6 +90,7 @@ _ODD = re.compile(r"\s*(-?\d+)(?!\d)\s?")
 # an \ifnum/\ifdim condition we cannot evaluate: consumed so it does not leak into the text
 _ANY_CMP = re.compile(r"\s*(?:\\[A-Za-z@]+(?:\s*\{[^{}]*\})?|[-\d.]+\s*[a-z]{0,2})\s*[<=>]\s*"
                       r"(?:\\[A-Za-z@]+(?:\s*\{[^{}]*\})?|[-\d.]+(?:\s*(?:pt|bp|in|cm|mm|pc|dd|cc|sp|em|ex))?)\s?")
+_TRAILING_CS = re.compile(r"\\[A-Za-z@]+\Z")
 _LINE_END = re.compile(r"[ \t]*(?:\n[ \t]*(?!\n))?")
 _PARAM_SPLIT = re.compile(r"#([1-9])")
 # box tricks that draw a symbol by hand; _RELATIONS are the glyphs they stack
@@ -405,8 +406,9 @@ class _Expander:
         self.poss[k] = end
         name, params, body = m.group(1), text[m.end() : brace], text[brace + 1 : end - 1]
         if kind in ("edef", "xdef") and name in self.macros and self.macros[name].nargs == 0:
-            body = re.sub(re.escape("\\" + name) + r"(?![A-Za-z@])", lambda _: self.macros[name].body, body)
-        if _SIMPLE_PARAMS.fullmatch(params.strip()):
+            body = re.sub(re.escape("\\" + name) + r"(?![A-Za-z@])\s*", lambda _: self.macros[name].body, body)
+        simple = _SIMPLE_PARAMS.fullmatch(params.strip())
+        if simple and params.strip() == "".join(f"#{i}" for i in range(1, params.count("#") + 1)):
             self._define(name, Macro(params.count("#"), None, body), kind)
             return
         parts = _PARAM_SPLIT.split(params)  # [prefix, "1", delim1, "2", delim2, ...]
@@ -477,7 +479,7 @@ class _Expander:
         macro = self.macros[name]
         if macro.nargs == 0 and macro.delimited is None and "\\" not in macro.body and "#" not in macro.body:
             self._count(macro.body)  # plain-text body: nothing left to expand, but it counts
-            self.out.append(macro.body)
+            self._emit(macro.body)
             return
         if macro.xspec is not None:
             args = self._xargs(macro.xspec)
@@ -786,11 +788,11 @@ class _Expander:
             t, pos = self.texts[k], self.poss[k]
             i = t.find("\\", pos)
             if i < 0 or (self.disabled and k == 0):
-                out.append(t[pos:])
+                self._emit(t[pos:])
                 self.poss[k] = len(t)
                 continue
             if i > pos:
-                out.append(t[pos:i])
+                self._emit(t[pos:i])
             m = _CS.match(t, i)
             if m is None:  # a lone backslash at the very end
                 out.append("\\")
@@ -840,6 +842,14 @@ class _Expander:
                 del self.conds[base_conds:]
                 if k == 0 and self.poss[0] < m.end():
                     self.poss[0] = m.end()
+
+    def _emit(self, text: str) -> None:
+        """Append text; a letter right after a control word from another frame (`\\relax` then an
+        expansion starting "km") is set off by a space, as TeX's tokens are."""
+        out = self.out
+        if out and text[:1].isalpha() and out[-1][-1:].isalpha() and _TRAILING_CS.search(out[-1]):
+            out.append(" ")
+        out.append(text)
 
     def _verb(self, cs: str) -> None:
         t, pos = self.texts[0], self.poss[0]

@@ -84,6 +84,7 @@ _BLANKS = re.compile(r"\n{3,}")
 _GAP = re.compile(r" +([,.;:])(?=\s|$)")
 _IF_FI = re.compile(r"\\(if[A-Za-z@]*|fi)(?![A-Za-z@])")
 _TABULAR_BEGIN = re.compile(r"\\begin\s*\{(" + "|".join(re.escape(e) for e in T.TABULAR_ENVS) + r")\}")
+_MULTICOLUMN = re.compile(r"\s*\\multicolumn\s*\{\s*(\d+)\s*\}")
 _ANY_BEGIN = re.compile(r"\\begin\s*\{([^{}]*)\}")
 _TABLEHEAD = re.compile(r"\\tablehead(?![A-Za-z@])")
 _ROW_SEP = re.compile(r"(?P<sep>\\\\\*?(?:\s*\[[^\]]*\])?|\\tabularnewline(?![A-Za-z@])|\\cr(?![A-Za-z@]))"
@@ -591,7 +592,11 @@ class _Converter:
             return
         rows = [header] if header else []
         for row in _split_top(T.TABLE_RULES.sub(" ", rows_tex), _ROW_SEP):
-            cells = [self.inline(c).replace("|", "\\|") for c in _split_top(row, _CELL_SEP)]
+            cells: list[str] = []
+            for cell in _split_top(row, _CELL_SEP):
+                cells.append(self.inline(cell).replace("|", "\\|"))
+                span = _MULTICOLUMN.match(cell)
+                cells += [""] * (int(span.group(1)) - 1 if span else 0)
             if any(cells):
                 rows.append(cells)
         if not rows:
