@@ -28,7 +28,7 @@ def test_regression_templates_page_through_a_dump(tmp_path):
     settings.lexicon.threshold = 0.0
     docs = list(iter_wikipedia_documents(dump, settings))
     assert len(docs) == 1
-    text = docs[0]["text"]
+    text = docs[0]["text"].replace("\xa0", " ")  # &nbsp; (spacing may vary, says the expected file)
     assert want in text
     assert "about 4.25 ly" in text and "from the Sun" in text
     assert docs[0]["losses"] == []
