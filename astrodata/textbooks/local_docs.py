@@ -8,14 +8,17 @@ tables of contents are not splits: a heading repeating the open chapter's number
 and a "chapter" shorter than `min_chapter_words` joins the text before it.
 
 .tex goes through the LaTeX stage (`astrodata.latex.to_text`), each chapter with the document's
-preamble so its macros expand; .pdf through pypdf's text extraction. Every row carries the
+preamble so its macros expand; .pdf through pypdf's text extraction, with each line-end hyphen
+decided from evidence (`join_line_end_hyphens`). Every row carries the
 licence the user gave: there is no default, since we cannot know a book's terms.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,8 @@ NUMBERED_CHAPTER = re.compile(
 MARKDOWN_CHAPTER = re.compile(r"(?m)^# +(?P<key>\S.*?)[ \t#]*$")
 LATEX_CHAPTER = re.compile(r"\\chapter\*?\s*(?:\[[^\]]*\])?\s*\{(?P<key>[^{}]*)\}")
 BEGIN_DOCUMENT = re.compile(r"\\begin\s*\{document\}")
-HYPHEN_BREAK = re.compile(r"(\w)-\n(\w)")
+HYPHEN_BREAK = re.compile(r"([A-Za-z]+)-\n[ \t]*([A-Za-z]+)")
+HYPHENATED = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)+|[A-Za-z]+")
 
 
 class DocumentError(Exception):
@@ -86,6 +90,42 @@ def _read_text_file(path: Path) -> str:
         return data.decode("cp1252", errors="replace")
 
 
+@cache
+def _word_frequency() -> Any:
+    """pyspellchecker's English word-frequency list (counts per lower-case word)."""
+    from spellchecker import SpellChecker
+
+    return SpellChecker(distance=1).word_frequency
+
+
+def join_line_end_hyphens(text: str) -> str:
+    """Decide each `word-` + line break + `word` of extracted PDF text from evidence, in order:
+    1. the document itself: whichever of `ab` and `a-b` it uses more elsewhere;
+    2. a capital or digit after the hyphen (`non-\\nGaussian`) or a one-letter first part
+       (`X-\\nray`) keeps the hyphen;
+    3. the English word list (pyspellchecker's frequencies): `ab` a known word -> joined
+       (`model-\\nling` -> modelling); both parts known words and `ab` not -> kept
+       (`near-\\ninfrared`); neither -> joined (a typesetter's break in a rare word).
+    The line break itself always goes: the two parts become one token."""
+    if "-\n" not in text:
+        return text
+    seen = Counter(w.lower() for w in HYPHENATED.findall(HYPHEN_BREAK.sub(" ", text)))
+    words = _word_frequency()
+
+    def decide(m: re.Match[str]) -> str:
+        a, b = m.group(1), m.group(2)
+        joined, hyphenated = (a + b).lower(), f"{a}-{b}".lower()
+        if seen[joined] != seen[hyphenated]:
+            return a + b if seen[joined] > seen[hyphenated] else f"{a}-{b}"
+        if b[0].isupper() or len(a) == 1:
+            return f"{a}-{b}"
+        if words[joined] > 0:
+            return a + b
+        return f"{a}-{b}" if words[a.lower()] > 0 and words[b.lower()] > 0 else a + b
+
+    return HYPHEN_BREAK.sub(decide, text)
+
+
 def read_pdf(path: Path) -> tuple[str, str | None]:
     """(text of all pages, metadata title); hyphenated line breaks are joined."""
     from pypdf import PdfReader
@@ -99,7 +139,7 @@ def read_pdf(path: Path) -> tuple[str, str | None]:
         title = (reader.metadata.title if reader.metadata else None) or None
     except PdfReadError as exc:
         raise DocumentError(f"unreadable PDF: {exc}") from None
-    text = HYPHEN_BREAK.sub(r"\1\2", "\n\n".join(pages))
+    text = join_line_end_hyphens("\n\n".join(pages))
     if not text.strip():
         raise DocumentError("no text layer (a scanned PDF needs OCR first)")
     return text, title
