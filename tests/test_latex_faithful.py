@@ -4,6 +4,7 @@ test skips, saying so, when that folder is absent); then our own cases, several 
 
 from __future__ import annotations
 
+import gzip
 import re
 import time
 
@@ -13,7 +14,7 @@ from conftest import shared
 from astrodata.latex.macros import ExpansionLimits, expand_macros
 from astrodata.latex.residue import residue_per_1k
 from astrodata.latex.scan import find_cs
-from astrodata.latex.to_text import TextOptions, latex_to_text
+from astrodata.latex.to_text import TextOptions, convert_eprint, latex_to_text
 
 
 def body(tex: str, **opts):
@@ -258,3 +259,24 @@ def test_unknown_commands_and_dropped_environments_are_counted():
 def test_residue_stays_zero_on_the_new_structures():
     doc = regression("table-without-caption.tex")
     assert residue_per_1k(doc.text) == 0
+
+
+def test_small_eprint_of_nested_defs_stops_at_the_document_cap_with_default_limits():
+    """Issue 11's case, with the default limits: each use stays under the per-use cap, so only the
+    document-wide cap (relative to the input size) can stop it; it must, while growing."""
+    levels = "abcde"
+    tex = "\\documentclass{article}\n\\def\\a{lol lol lol lol lol lol lol lol lol lol }\n" + "".join(
+        rf"\def\{n}{{{(chr(92) + p) * 10}}}" + "\n" for p, n in zip(levels, levels[1:], strict=False)
+    ) + "\\begin{document}\n" + "\\e\n" * 200 + "\\end{document}\n"
+    assert len(gzip.compress(tex.encode())) < 2000
+    start = time.perf_counter()
+    doc, _ = convert_eprint(gzip.compress(tex.encode()))
+    assert time.perf_counter() - start < 30
+    assert len(doc.text) < 2_000_000  # uncapped: 200 uses x 440 KB = 88 MB
+    assert any("document expansion limit" in e for e in doc.macro_errors)
+    assert doc.losses["expansion-limit", "document"] == 1
+
+
+def test_a_failed_use_is_left_as_written_with_its_arguments():
+    doc = body(r"\def\radec#1:#2;{RA #1h#2m}Seen at \radec 10-20 only, then text.")
+    assert "10-20 only, then text." in doc.text and doc.losses["expansion", "\\radec"] == 1

@@ -134,6 +134,10 @@ class ExpansionLimits:
     max_per_use: int = 20_000  # expansions triggered by one macro use in the document
     max_total: int = 1_000_000  # expansions in the whole document
     max_output_chars: int = 50_000_000  # characters produced by expansions, in all
+    # ... and at most this many times the input plus 1 MB: the most a real paper of the 30 shared
+    # ones produces is 13.8x its input (cosmic-cousins' generated macro tables), a "billion laughs"
+    # of nested \defs in a 1.7 KB e-print would otherwise reach the absolute cap
+    max_output_ratio: float = 64.0
 
 
 @dataclass
@@ -144,7 +148,8 @@ class MacroStats:
     expanded: int = 0
     errors: list[str] = field(default_factory=list)
     #: what could not be rendered faithfully: (kind, name) -> count; kinds: definition,
-    #: conditional, math-symbol, expansion-limit
+    #: conditional, math-symbol, expansion (a use that failed and was left as written),
+    #: expansion-limit
     losses: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
@@ -235,6 +240,7 @@ class _Expander:
         self.produced = 0
         self.disabled = False  # set when a document-wide limit is hit: copy the rest verbatim
         self.package = False  # reading package (.sty) text: definitions only, no internals
+        self.max_output = limits.max_output_chars  # set per input by expand_macros
         self.definers = {
             "newcommand": self._newcommand,
             "renewcommand": self._newcommand,
@@ -456,13 +462,9 @@ class _Expander:
     def _push(self, text: str) -> None:
         if not text:
             return
-        lim = self.limits
-        self.use_count += 1
         self._count(text)
-        if self.use_count > lim.max_per_use:
-            raise _Stop(f"more than {lim.max_per_use} expansions for one use (recursive macro?)")
-        if len(self.texts) > lim.max_depth:
-            raise _Stop(f"expansion nested deeper than {lim.max_depth}")
+        if len(self.texts) > self.limits.max_depth:
+            raise _Stop(f"expansion nested deeper than {self.limits.max_depth}")
         self.texts.append(text)
         self.poss.append(0)
 
@@ -549,12 +551,16 @@ class _Expander:
 
     def _count(self, text: str) -> None:
         """Account for text produced by one expansion against the document's limits."""
+        lim = self.limits
         self.stats.expanded += 1
+        self.use_count += 1
         self.produced += len(text)
-        if self.stats.expanded > self.limits.max_total or self.produced > self.limits.max_output_chars:
+        if self.stats.expanded > lim.max_total or self.produced > self.max_output:
             self.disabled = True
             self.stats.losses["expansion-limit", "document"] += 1
             raise _Stop("document expansion limit reached; rest left unexpanded")
+        if self.use_count > lim.max_per_use:
+            raise _Stop(f"more than {lim.max_per_use} expansions for one use (recursive macro?)")
 
     def _environment(self, cs: str) -> bool:
         """`\\begin{env}` / `\\end{env}` of a user environment: expand it; False otherwise."""
@@ -780,7 +786,8 @@ class _Expander:
     def run(self, text: str, out: list[str]) -> None:
         self.out = out
         self.texts, self.poss = [text], [0]
-        base_error = base_conds = 0
+        base_error = base_conds = base_out = base_end = 0
+        base_use = ""  # the document-level macro use being expanded, if any
         while True:
             k = self._top()
             if k < 0:
@@ -802,7 +809,8 @@ class _Expander:
             self.poss[k] = m.end()
             if k == 0:
                 self.use_count = 0
-                base_error, base_conds = i, len(self.conds)
+                base_error, base_conds, base_out, base_end = i, len(self.conds), len(out), m.end()
+                base_use = m.group() if name in self.macros else ""
             try:
                 if name in self.macros:
                     self._expand(name)
@@ -840,7 +848,12 @@ class _Expander:
                 # abandon the failed expansion; in the document itself, move past the macro name
                 del self.texts[1:], self.poss[1:]
                 del self.conds[base_conds:]
-                if k == 0 and self.poss[0] < m.end():
+                if base_use:  # the use stays as written: nothing it produced, its arguments as text
+                    del out[base_out:]
+                    out.append(base_use)
+                    self.poss[0] = base_end
+                    self.stats.losses["expansion", base_use] += 1
+                elif k == 0 and self.poss[0] < m.end():
                     self.poss[0] = m.end()
 
     def _emit(self, text: str) -> None:
@@ -890,6 +903,7 @@ def expand_macros(
     the returned stats' `errors`; the text then keeps the unexpanded use.
     """
     exp = _Expander(limits)
+    exp.max_output = min(limits.max_output_chars, int(limits.max_output_ratio * (len(tex) + len(preamble))) + 1_000_000)
     if preamble:
         exp.package = True
         exp.run(preamble, [])
