@@ -280,3 +280,17 @@ def test_small_eprint_of_nested_defs_stops_at_the_document_cap_with_default_limi
 def test_a_failed_use_is_left_as_written_with_its_arguments():
     doc = body(r"\def\radec#1:#2;{RA #1h#2m}Seen at \radec 10-20 only, then text.")
     assert "10-20 only, then text." in doc.text and doc.losses["expansion", "\\radec"] == 1
+
+
+def test_algorithm2e_blocks_keywords_and_comments():
+    doc = body(r"""\begin{algorithm}[t]\caption{Descent}\KwIn{data $d$} \Params{rate $\alpha$}
+\tcc{main loop}\For{$i<M$}{ update $x$ \; \eIf{done}{stop\;}{go on\;} } \Return{$x$}
+\end{algorithm}""")
+    assert "Algorithm: Descent" in doc.text and "[t]" not in doc.text
+    assert ("1. Input: data $d$\n2. Params: rate $\\alpha$\n3. ▷ main loop\n4. for $i<M$ do\n5. update $x$\n"
+            "6. if done then\n7. stop\n8. else\n9. go on\n10. end if\n11. end for\n12. return $x$") in doc.text
+
+
+def test_icons_are_not_losses_and_table_notes_keep_their_mark():
+    doc = body(r"\newcommand{\tablenotemark}[1]{\rlap{$^{\rm #1}$}}Code \faGithub{} here\tablenotemark{a}.")
+    assert doc.losses == {} and doc.text == "Code here$^{\\rm a}$."

@@ -340,7 +340,7 @@ class _Expander:
             return
         if kind.startswith(("provide", "Provide")) and name in self.macros:
             return
-        if _BOX_TRICK.search(macro.body) and ("$" in macro.body or "\\over" in macro.body
+        if macro.nargs == 0 and macro.delimited is None and _BOX_TRICK.search(macro.body) and ("$" in macro.body or "\\over" in macro.body
                                                or "\\halign" in macro.body or "\\mathrel" in macro.body):
             symbol = _IDIOMS.get(frozenset(_RELATIONS.findall(macro.body)))
             if symbol is None:  # keep the user's name: math shows `\\simfoo`, never box code

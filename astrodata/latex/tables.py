@@ -108,6 +108,8 @@ DROP: dict[str, str] = {
     "hfill": "",
     "vfill": "",
     "hline": "",
+    "botrule": "",
+    "Hy@raisedlink": "{",
     "smallskip": "",
     "medskip": "",
     "bigskip": "",
@@ -162,12 +164,12 @@ ASSIGNMENTS = frozenset(
     "baselineskip tabcolsep arraystretch columnsep textfloatsep floatsep intextsep".split()
 )
 KEEP_SECOND = frozenset("textcolor colorbox href hyperlink hypertarget".split())  # drop the 1st argument, keep the 2nd
-KEEP_FIRST = frozenset("texorpdfstring replaced".split())  # keep the first of two (changes: new, old)
+KEEP_FIRST = frozenset("texorpdfstring replaced uat".split())  # keep the first of two (changes: new, old)
 # Commands whose argument simply is the text (name dropped, braces vanish): not "unknown".
 TRANSPARENT = frozenset(
     """textit textbf emph texttt textsc textsl textsf textrm textup textmd textnormal text mbox hbox
     underline uline fbox added software facilities facility dataset doi textsuperscript textsubscript
-    sloppypar centerline""".split()
+    sloppypar centerline cutinhead rlap llap clap smash""".split()
 )
 BOX_ARGS = {
     "resizebox": "*{{",
@@ -204,6 +206,8 @@ SYMBOLS_OVERRIDE = {
     "$": "\\$",
     "ldots": "...",
     "lesssim": "≲",
+    "fdg": "°",
+    "fp": "",
     "gtrsim": "≳",
     "lessapprox": "⪅",
     "gtrapprox": "⪆",
@@ -263,7 +267,7 @@ TABLE_FLOATS = frozenset("""table table* deluxetable deluxetable* sidewaystable 
 DELUXE = frozenset("deluxetable deluxetable*".split())
 # rules and spacing between table rows: no text
 TABLE_RULES = re.compile(
-    r"\\(?:hline|toprule|midrule|bottomrule|endhead|endfirsthead|endfoot|endlastfoot|hdashline|tablebreak|"
+    r"\\(?:hline|toprule|midrule|bottomrule|botrule|endhead|endfirsthead|endfoot|endlastfoot|hdashline|tablebreak|"
     r"nodata(?=\s*&|\s*\\\\)|"
     r"addlinespace(?:\s*\[[^\]]*\])?|specialrule\s*\{[^{}]*\}\s*\{[^{}]*\}\s*\{[^{}]*\}|"
     r"(?:cline|hhline|cmidrule(?:\s*\([^)]*\))?|rowcolor(?:\s*\[[^\]]*\])?)\s*\{[^{}]*\}|"
@@ -293,10 +297,22 @@ ALGORITHM_LINES = {
     **dict.fromkeys(["Procedure", "Function"], ("procedure", 2, "")),
     **dict.fromkeys(["EndProcedure", "EndFunction"], ("end", 0, "")),
 }
+# algorithm2e blocks: name -> (opening line, closing line); "{c}" is the condition argument
+ALG2E_BLOCKS = {
+    **dict.fromkeys(["For", "ForEach", "ForAll"], ("for {c} do", "end for")),
+    "While": ("while {c} do", "end while"), "If": ("if {c} then", "end if"), "uIf": ("if {c} then", ""),
+    "ElseIf": ("else if {c} then", "end if"), "uElseIf": ("else if {c} then", ""), "Else": ("else", "end if"),
+    "uElse": ("else", ""), "eIf": ("if {c} then", "end if"), "Loop": ("loop", "end loop"),
+}
+ALG2E_LABELS = {"KwIn": "Input", "KwOut": "Output", "KwData": "Data", "KwResult": "Result",
+                "Return": "return {x}", "KwRet": "return {x}", "tcc": "▷ {x}", "tcp": "▷ {x}",
+                "Input": "Input", "Output": "Output"}
 ALGORITHMIC_ENVS = frozenset("algorithmic algorithmic* algpseudocode".split())
 LIST_ENVS = frozenset("itemize enumerate description compactitem compactenum inparaenum asparaenum".split())
 NUMBERED_LISTS = frozenset("enumerate compactenum inparaenum asparaenum".split())
 KEYWORD_ENVS = frozenset("keywords keyword".split())
+# dropped environments that hold no text of the paper (the acronym list is read separately)
+NOT_TEXT_ENVS = frozenset("thebibliography references comment acronym filecontents filecontents* icmlauthorlist".split())
 CODE_ENVS = frozenset("verbatim verbatim* Verbatim lstlisting minted alltt".split())
 ENV_ARGS = {
     "minipage": "[[[{",

@@ -85,6 +85,7 @@ _GAP = re.compile(r" +([,.;:])(?=\s|$)")
 _IF_FI = re.compile(r"\\(if[A-Za-z@]*|fi)(?![A-Za-z@])")
 _TABULAR_BEGIN = re.compile(r"\\begin\s*\{(" + "|".join(re.escape(e) for e in T.TABULAR_ENVS) + r")\}")
 _MULTICOLUMN = re.compile(r"\s*\\multicolumn\s*\{\s*(\d+)\s*\}")
+_ALG2E_TOKEN = re.compile(r"\\;|\\\\(?![A-Za-z@])|\\([A-Za-z]+)")
 _ANY_BEGIN = re.compile(r"\\begin\s*\{([^{}]*)\}")
 _TABLEHEAD = re.compile(r"\\tablehead(?![A-Za-z@])")
 _ROW_SEP = re.compile(r"(?P<sep>\\\\\*?(?:\s*\[[^\]]*\])?|\\tabularnewline(?![A-Za-z@])|\\cr(?![A-Za-z@]))"
@@ -272,6 +273,8 @@ class _Converter:
             self.out.append(sym)
             return pos
         if name in T.TRANSPARENT:
+            return pos
+        if name[:2] == "fa" and name[2:3].isupper():  # a fontawesome icon: no text to lose
             return pos
         # unknown macro: drop its name (and an optional argument glued to it); its groups follow as text
         self.unknown += 1
@@ -547,6 +550,8 @@ class _Converter:
         if env in T.FLOATS or env in T.DROP_ENVS or env in T.CODE_ENVS:
             if close is None:
                 return body_start  # unclosed: read on as prose rather than lose the rest
+            if env in T.FLOATS and env not in T.ENV_ARGS:
+                body_start = read_opt(src, body_start)[1]  # placement: [t], [htbp]
             body = src[body_start : close.start()]
             kind = "Table" if "table" in env else "Algorithm" if env.startswith("algorithm") else "Figure"
             if env in T.FLOATS and self.options.captions:
@@ -560,7 +565,7 @@ class _Converter:
                 self.algorithm_float(body)
             elif env in T.CODE_ENVS:
                 self.out.append("\n\n```\n" + body.strip("\n") + "\n```\n\n")
-            elif env in T.DROP_ENVS and env not in ("thebibliography", "references", "comment"):
+            elif env in T.DROP_ENVS and env not in T.NOT_TEXT_ENVS:
                 self.losses["environment", env] += 1
             return close.end()
         if body_start < len(src) and src[body_start] == "[" and env not in T.ENV_ARGS:
@@ -626,9 +631,50 @@ class _Converter:
                 if m.group(1) in T.ALGORITHMIC_ENVS:
                     self.begin(body, m.end() - len(m.group(1)) - 2)
             return
-        body = _CAPTION_OR_LABEL.sub("", body)
-        lines = [self.inline(x) for x in re.split(r"\\;|\\\\", body)]
-        self.numbered([x for x in lines if x])
+        self.numbered(self.algorithm2e(_CAPTION_OR_LABEL.sub("", body)))
+
+    def algorithm2e(self, src: str) -> list[str]:
+        """algorithm2e's body -> lines: statements end at `\\;` or `\\\\`; `\\For{c}{body}` and the
+        other blocks open "for c do" ... "end"; `\\KwIn{x}` and any `\\Keyword{x}` opening a line
+        (`\\SetKwInput` ones) become "Keyword: x"; `\\tcc{x}` a "▷ x" line."""
+        lines: list[str] = []
+        start = pos = 0
+
+        def flush(end: int) -> None:
+            text = self.inline(src[start:end])
+            if text:
+                lines.append(text)
+
+        while (m := _ALG2E_TOKEN.search(src, pos)) is not None:
+            name = m.group(1)
+            if name is None:  # \; or \\: end of a statement
+                flush(m.start())
+                start = pos = m.end()
+                continue
+            at_line_start = not src[start : m.start()].strip()
+            if name in T.ALG2E_BLOCKS:
+                flush(m.start())
+                opener, closer = T.ALG2E_BLOCKS[name]
+                (cond, block), end = read_args(src, m.end(), "{{" if "{c}" in opener else "{")
+                lines.append(opener.replace("{c}", self.inline(cond or "")) if "{c}" in opener else opener)
+                lines += self.algorithm2e(block or "")
+                if name == "eIf":
+                    other, end = read_arg(src, end)
+                    lines += ["else", *self.algorithm2e(other or "")]
+                if closer:
+                    lines.append(closer)
+                start = pos = end
+            elif at_line_start and src.startswith("{", m.end()) and name not in T.TRANSPARENT:
+                flush(m.start())
+                arg, end = read_arg(src, m.end())
+                label = T.ALG2E_LABELS.get(name, name)
+                text = self.inline(arg or "")
+                lines.append(label.replace("{x}", text) if "{x}" in label else f"{label}: {text}")
+                start = pos = end
+            else:
+                pos = m.end()
+        flush(len(src))
+        return lines
 
     def algorithm(self, body: str) -> None:
         """algorithmic/algpseudocode -> numbered lines ("if c then", "end for", ...)."""
