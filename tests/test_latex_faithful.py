@@ -294,3 +294,9 @@ def test_algorithm2e_blocks_keywords_and_comments():
 def test_icons_are_not_losses_and_table_notes_keep_their_mark():
     doc = body(r"\newcommand{\tablenotemark}[1]{\rlap{$^{\rm #1}$}}Code \faGithub{} here\tablenotemark{a}.")
     assert doc.losses == {} and doc.text == "Code here$^{\\rm a}$."
+
+
+def test_inline_thebibliography_is_dropped_like_the_bbl_and_not_a_loss():
+    doc = body(r"""Text [cite].
+\begin{thebibliography}{9}\bibitem{a} A. Author, ApJ 1, 2 (2020).\end{thebibliography}""")
+    assert doc.text == "Text [cite]." and doc.losses == {}
