@@ -300,3 +300,10 @@ def test_inline_thebibliography_is_dropped_like_the_bbl_and_not_a_loss():
     doc = body(r"""Text [cite].
 \begin{thebibliography}{9}\bibitem{a} A. Author, ApJ 1, 2 (2020).\end{thebibliography}""")
     assert doc.text == "Text [cite]." and doc.losses == {}
+
+
+def test_deluxetable_rows_written_inside_tablehead():
+    doc = body(r"""\begin{deluxetable*}{lr}[hbtp]\tablehead{\colhead{P} & \colhead{Prob.} \\ \hline
+44.17 & 0.071 \\ \hline 45.00 & 0.069 \\}\end{deluxetable*}""")
+    lines = doc.text.split("\n")
+    assert lines == ["| P | Prob. |", "|---|---|", "| 44.17 | 0.071 |", "| 45.00 | 0.069 |"]

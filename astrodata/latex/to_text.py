@@ -87,6 +87,7 @@ _TABULAR_BEGIN = re.compile(r"\\begin\s*\{(" + "|".join(re.escape(e) for e in T.
 _MULTICOLUMN = re.compile(r"\s*\\multicolumn\s*\{\s*(\d+)\s*\}")
 _ALG2E_TOKEN = re.compile(r"\\;|\\\\(?![A-Za-z@])|\\([A-Za-z]+)")
 _ANY_BEGIN = re.compile(r"\\begin\s*\{([^{}]*)\}")
+_COLHEAD = re.compile(r"\\colhead(?![A-Za-z@])")
 _TABLEHEAD = re.compile(r"\\tablehead(?![A-Za-z@])")
 _ROW_SEP = re.compile(r"(?P<sep>\\\\\*?(?:\s*\[[^\]]*\])?|\\tabularnewline(?![A-Za-z@])|\\cr(?![A-Za-z@]))"
                       r"|\\[A-Za-z@]+|\\.|[{}]", re.S)
@@ -590,12 +591,12 @@ class _Converter:
                 self.out.append(f"\n\n{kind}: {text}\n\n")
 
     # -- tables and algorithms ---------------------------------------------------------------
-    def table(self, rows_tex: str, header: list[str] | None = None) -> None:
+    def table(self, rows_tex: str) -> None:
         """Rows (`\\\\`-separated, cells `&`-separated) -> a Markdown table: the first row is its
         header, one row per line, cells in order; rules dropped, multi-column cells flattened."""
         if self.options.tables == "drop":
             return
-        rows = [header] if header else []
+        rows: list[list[str]] = []
         for row in _split_top(T.TABLE_RULES.sub(" ", rows_tex), _ROW_SEP):
             cells: list[str] = []
             for cell in _split_top(row, _CELL_SEP):
@@ -612,17 +613,12 @@ class _Converter:
         self.out.append("\n\n" + "\n".join(lines) + "\n\n")
 
     def deluxetable(self, body: str) -> None:
-        """AASTeX: column heads in `\\tablehead`, rows between `\\startdata` and `\\enddata`."""
+        """AASTeX: column heads in `\\tablehead` (some papers put rows there too), rows between
+        `\\startdata` and `\\enddata`; the first head row is the Markdown header."""
         head, _ = read_arg(body, m.end()) if (m := _TABLEHEAD.search(body)) else (None, 0)
         start, end = body.find("\\startdata"), body.find("\\enddata")
-        if start < 0:
-            return
-        rows = body[start + len("\\startdata") : end if end > start else len(body)]
-        header = None
-        if head:
-            header = [self.inline(c.replace("\\colhead", "")).replace("|", "\\|")
-                      for c in _split_top(T.TABLE_RULES.sub(" ", head), _CELL_SEP)]
-        self.table(rows, header)
+        rows = body[start + len("\\startdata") : end if end > start else len(body)] if start >= 0 else ""
+        self.table(_COLHEAD.sub("", head or "") + "\\\\" + rows)
 
     def algorithm_float(self, body: str) -> None:
         """An `algorithm` float: its algorithmic environments, or algorithm2e lines ending in `\\;`."""
