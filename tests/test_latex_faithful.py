@@ -307,3 +307,13 @@ def test_deluxetable_rows_written_inside_tablehead():
 44.17 & 0.071 \\ \hline 45.00 & 0.069 \\}\end{deluxetable*}""")
     lines = doc.text.split("\n")
     assert lines == ["| P | Prob. |", "|---|---|", "| 44.17 | 0.071 |", "| 45.00 | 0.069 |"]
+
+
+def test_many_verbatim_blocks_before_the_end_do_not_recurse():
+    doc = body("\\begin{verbatim}\nx\n\\end{verbatim}\n" * 3000 + "Last words.")
+    assert doc.text.endswith("Last words.")
+
+
+def test_backticks_that_are_not_a_fence_do_not_lose_the_paper():
+    doc = body(r"A \verb|`| quote ``x'' and \verb|``| more, then text.")
+    assert doc.text.endswith("then text.")

@@ -817,13 +817,14 @@ def _take_title(text: str) -> tuple[str | None, str]:
 def _document_end(body: str) -> int:
     """Where `\\end{document}` is, skipping verbatim-like blocks that merely show one; the end of
     `body` when there is none."""
-    for m in _END_OR_VERBATIM.finditer(body):
+    pos = 0
+    while (m := _END_OR_VERBATIM.search(body, pos)) is not None:
         if m.group(1) is None:
             return m.start()
         close = env_end(body, m.group(1), m.end())
         if close is None:
             break
-        return _document_end(body[close.end() :]) + close.end()
+        pos = close.end()
     return len(body)
 
 
@@ -876,7 +877,11 @@ def _tidy(text: str) -> str:
     """Collapse spaces, trim lines, at most one blank line; fenced code blocks keep their layout."""
     if "```" in text:
         parts = _FENCED.split(text)
-        return "\n\n".join(filter(None, (p.strip("\n") if i % 2 else _tidy(p) for i, p in enumerate(parts))))
+        return "\n\n".join(filter(None, (p.strip("\n") if i % 2 else _tidy_prose(p) for i, p in enumerate(parts))))
+    return _tidy_prose(text)
+
+
+def _tidy_prose(text: str) -> str:
     text = _SPACES.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))
     text = _BLANKS.sub("\n\n", text)
