@@ -8,8 +8,13 @@ are dropped, and an unknown macro loses its name but keeps its argument text. py
 the authority for what it does well and cheaply on small fragments: accents (`\\'e`, `\\"o`,
 `\\c{c}`) and its table of text symbols (`\\ss`, `\\textdegree`, `\\dag`, ...).
 
-The pipeline: strip comments -> expand user macros (`macros.py`) -> cut title and abstract ->
-convert the body -> tidy whitespace -> count words and LaTeX residue.
+The pipeline: strip comments -> expand user macros and decide conditionals (`macros.py`) -> cut
+title and abstract (or a hand-built title block) -> convert the body -> tidy whitespace -> count
+words and LaTeX residue. Figures are dropped (captions kept); tables become Markdown tables (one
+row a line; `TextOptions.tables="drop"` drops them), algorithms numbered lines, lists keep their
+numbers. What cannot be rendered faithfully is counted in `LatexText.losses` by (kind, name) and
+ends in the catalog's `losses` table: unknown commands (name dropped, arguments kept), dropped
+environment bodies, unclosed math (the prose after it kept), and the expander's losses.
 The command and environment tables are data in `tables.py`, the reading primitives in
 `scan.py`, the residue metric in `residue.py`; `scripts/latex_table.py DIR` prints the
 per-e-print table (words, residue, macros, missing inputs).
