@@ -317,3 +317,9 @@ def test_many_verbatim_blocks_before_the_end_do_not_recurse():
 def test_backticks_that_are_not_a_fence_do_not_lose_the_paper():
     doc = body(r"A \verb|`| quote ``x'' and \verb|``| more, then text.")
     assert doc.text.endswith("then text.")
+
+
+def test_xparse_environment_arguments_in_begin_and_end_code():
+    doc = body(r"\NewDocumentEnvironment{note}{O{Note} m}{\textbf{#1 (#2):} }{ [end of #2]}"
+               r"\begin{note}{A}first\end{note} \begin{note}[Remark]{B}second\end{note}")
+    assert doc.text == "Note (A): first [end of A] Remark (B): second [end of B]"

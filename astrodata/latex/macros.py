@@ -258,6 +258,7 @@ class _Expander:
             **dict.fromkeys(_XPARSE, self._xparse),
             **dict.fromkeys(_XPARSE_ENVS, self._xparse_env),
         }
+        self.env_args: dict[str, list[list[str]]] = {}  # open xparse environments' arguments
         self.switches: dict[str, bool] = dict(_ENGINE_SWITCHES)  # \newif switches: name without "if"
 
     # -- reading across frames ------------------------------------------------------------
@@ -581,10 +582,13 @@ class _Expander:
         if env is None:
             return False
         self.poss[k] = close + 1
-        if cs == "end":
-            self._push(env.end)
+        if cs == "end":  # xparse end code may use the arguments too
+            opened = self.env_args.get(name)
+            self._push(_substitute(env.end, opened.pop() if opened else []) if env.xspec else env.end)
         else:
             args = self._xargs(env.xspec) if env.xspec is not None else self._args(env.nargs, env.default)
+            if env.xspec is not None:
+                self.env_args.setdefault(name, []).append(args)
             self._push(_substitute(env.begin, args))
         return True
 
