@@ -154,8 +154,12 @@ def _latex(tex: str, preamble: str = "") -> Any:
         raise DocumentError(f"LaTeX: {exc}") from None
 
 
-def read_tex(path: Path, min_words: int) -> tuple[list[tuple[str | None, str]], str | None]:
-    """Split the source at `\\chapter` and convert each chapter with the document's preamble."""
+Part = tuple[str | None, str, Counter]  # (chapter heading or None, text, losses: (kind, name) -> count)
+
+
+def read_tex(path: Path, min_words: int) -> tuple[list[Part], str | None]:
+    """Split the source at `\\chapter` and convert each chapter with the document's preamble;
+    each part carries what its conversion could not render (`LatexText.losses`)."""
     source = _read_text_file(path)
     begin = BEGIN_DOCUMENT.search(source)
     preamble = source[: begin.start()] if begin else ""
@@ -163,30 +167,31 @@ def read_tex(path: Path, min_words: int) -> tuple[list[tuple[str | None, str]], 
     starts = chapter_starts(source[body_start:], LATEX_CHAPTER, min_words)
     if not starts:
         doc = _latex(source)
-        return [(None, doc.text)], doc.title or None
+        return [(None, doc.text, doc.losses)], doc.title or None
     first = body_start + starts[0].start()
     front = _latex(source[:first] + "\n\\end{document}\n")
-    parts: list[tuple[str | None, str]] = []
+    parts: list[Part] = []
     if front.words >= min_words:
-        parts.append((None, front.text))
+        parts.append((None, front.text, front.losses))
     for k, match in enumerate(starts):
         end = body_start + starts[k + 1].start() if k + 1 < len(starts) else len(source)
         chunk = source[body_start + match.start(): end].replace("\\end{document}", "")
-        parts.append((match.group("key").strip(), _latex(chunk, preamble).text))
+        doc = _latex(chunk, preamble)
+        parts.append((match.group("key").strip(), doc.text, doc.losses))
     return parts, front.title or None
 
 
-def read_document(path: Path, min_words: int) -> tuple[list[tuple[str | None, str]], str | None]:
-    """([(chapter heading or None, text)], the document's own title when it states one)."""
+def read_document(path: Path, min_words: int) -> tuple[list[Part], str | None]:
+    """([(chapter heading or None, text, losses)], the document's own title when it states one)."""
     suffix = path.suffix.lower()
     if suffix == ".tex":
         return read_tex(path, min_words)
     if suffix == ".pdf":
         text, title = read_pdf(path)
-        return split_chapters(text, NUMBERED_CHAPTER, min_words), title
+        return [(h, t, Counter()) for h, t in split_chapters(text, NUMBERED_CHAPTER, min_words)], title
     text = _read_text_file(path)
     pattern = MARKDOWN_CHAPTER if suffix == ".md" and MARKDOWN_CHAPTER.search(text) else NUMBERED_CHAPTER
-    return split_chapters(text, pattern, min_words), None
+    return [(h, t, Counter()) for h, t in split_chapters(text, pattern, min_words)], None
 
 
 # -- rows ------------------------------------------------------------------------------------
@@ -217,7 +222,7 @@ def iter_local_documents(
             on_error(rel, str(exc))
             continue
         base_title = own_title or path.stem.replace("_", " ")
-        for k, (heading, text) in enumerate(parts, start=1):
+        for k, (heading, text, losses) in enumerate(parts, start=1):
             source_id = rel if len(parts) == 1 else f"{rel}#{k}"
             yield {
                 "id": f"{settings.source}:{source_id}",
@@ -229,4 +234,5 @@ def iter_local_documents(
                 "license": license.strip(),
                 "url": "",
                 "date": "",
+                "losses": [[kind, name, n] for (kind, name), n in losses.items()],
             }
