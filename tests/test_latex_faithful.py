@@ -323,3 +323,11 @@ def test_xparse_environment_arguments_in_begin_and_end_code():
     doc = body(r"\NewDocumentEnvironment{note}{O{Note} m}{\textbf{#1 (#2):} }{ [end of #2]}"
                r"\begin{note}{A}first\end{note} \begin{note}[Remark]{B}second\end{note}")
     assert doc.text == "Note (A): first [end of A] Remark (B): second [end of B]"
+
+
+def test_refused_box_trick_counted_per_use_and_package_internals_not_counted():
+    unused = body(r"\newcommand{\odd}{\hbox{$\star$\kern-1em\lower2pt\hbox{$\circ$}}}Plain text.")
+    assert unused.losses == {}
+    doc = latex_to_text(r"\begin{document}Text.\end{document}",
+                        preamble=r"\ifdim\wd0>1pt \relax\fi\def\bad#2#1{x}")
+    assert doc.losses == {}

@@ -258,6 +258,7 @@ class _Expander:
             **dict.fromkeys(_XPARSE, self._xparse),
             **dict.fromkeys(_XPARSE_ENVS, self._xparse_env),
         }
+        self.refused: set[str] = set()  # box-trick symbols left undefined
         self.env_args: dict[str, list[list[str]]] = {}  # open xparse environments' arguments
         self.switches: dict[str, bool] = dict(_ENGINE_SWITCHES)  # \newif switches: name without "if"
 
@@ -346,7 +347,7 @@ class _Expander:
             symbol = _IDIOMS.get(frozenset(_RELATIONS.findall(macro.body)))
             if symbol is None:  # keep the user's name: math shows `\\simfoo`, never box code
                 self.macros.pop(name, None)
-                self.stats.losses["math-symbol", "\\" + name] += 1
+                self.refused.add(name)  # each use is counted as ("math-symbol", name)
                 return
             macro = Macro(0, None, symbol)
         self.macros[name] = macro
@@ -846,6 +847,8 @@ class _Expander:
                 elif name in _VERBATIM_ARGS and k == 0:
                     self._verbatim_arg(m.group())
                 else:
+                    if name in self.refused:
+                        self.stats.losses["math-symbol", m.group()] += 1
                     out.append(m.group())
             except (_Stop, ValueError) as exc:
                 self.stats.errors.append(f"\\{name} at offset {base_error}: {exc}")
@@ -913,6 +916,8 @@ def expand_macros(
         exp.run(preamble, [])
         exp.package = exp.disabled = False
         exp.produced = 0
+        exp.stats.losses.clear()  # a package's own internals are not the paper's text; its macros'
+        # uses in the paper are counted when they fail
     out: list[str] = []
     exp.run(tex, out)
     return "".join(out), exp.stats
