@@ -100,18 +100,40 @@ def chat(q: MCQ, shots: Sequence[MCQ], prompts: Prompts) -> list[dict[str, str]]
     return messages + [{"role": "user", "content": fill(p["user"], q)}]
 
 
-_JSON_ANSWER = re.compile(r"""["']?ANSWER["']?\s*:\s*["']?\s*\(?([A-D])\b""", re.IGNORECASE)
-_ANSWER_IS = re.compile(r"(?i:answer\s*(?:is|:))\s*(?:option\s*)?[*(\[\s]*([A-D])\b")
-_LONE = re.compile(r"^\W*([A-D])\W*$")
-_LEADING = re.compile(r"^[\s*(\[]*([A-D])\s*[:.)\]]")
+_JSON_ANSWER = re.compile(r"""["']?answer["']?\s*:\s*["']\s*\(?([A-Da-d])\)?\s*["']|"""
+                          r"""["']answer["']\s*:\s*\(?([A-D])\b""", re.IGNORECASE)
+# "answer is (D)", "Answer: b", "option c", "correct choice is C": keyword, separator, letter
+_KEYWORD = re.compile(r"(?i:answer|option|choice)\s*(?P<sep>is|would be|:|=|-)?\s*(?P<open>[*(\[\"']*)"
+                      r"(?P<letter>[A-Da-d])(?![A-Za-z0-9])")
+_LONE = re.compile(r"^\W*([A-Da-d])\W*$")
+_LEADING = re.compile(r"^[\s*(\[]*([A-Da-d])\s*[:.)\]]")
+_CHOOSE = re.compile(r"(?i:\b(?:choose|pick|select|go with))\s+\(?([A-D])(?![A-Za-z0-9])")
+_ARTICLE_NEXT = re.compile(r"\s+[a-z]")
 
 
 def extract_letter(text: str) -> str | None:
-    """The answer letter in a reply: the JSON field, "answer is X", a lone letter, or "X:"/"X." opening it."""
-    for pattern in (_JSON_ANSWER, _ANSWER_IS, _LONE, _LEADING):
-        match = pattern.search(text.strip())
-        if match:
-            return match.group(1).upper()
+    """The option letter a careful reader takes from a reply, in any case; None when the reply
+    names no option (the caller counts that as a fallback, it never guesses).
+
+    In order: a JSON `ANSWER` field; a letter after "answer", "option" or "choice" ("The correct
+    answer is (D).", "Option c: ..."); a reply that is only a letter or opens with one
+    ("(c) the ...", "C: ..."); "I choose B". An English article is never a letter: "a"/"A"
+    followed by a word ("The answer is a neutron star", "A neutron star is ...") is skipped
+    unless it follows "answer:" or sits in brackets or quotes."""
+    text = text.strip()
+    m = _JSON_ANSWER.search(text)
+    if m:
+        return (m.group(1) or m.group(2)).upper()
+    for m in _KEYWORD.finditer(text):
+        letter = m.group("letter")
+        article = letter in "aA" and _ARTICLE_NEXT.match(text, m.end()) is not None
+        if article and m.group("sep") != ":" and not m.group("open"):
+            continue
+        return letter.upper()
+    for pattern in (_LONE, _LEADING, _CHOOSE):
+        m = pattern.search(text)
+        if m:
+            return m.group(1).upper()
     return None
 
 

@@ -34,7 +34,8 @@ from collections import Counter
 from pathlib import Path
 
 from astrodata.latex.flatten import flatten
-from astrodata.latex.to_text import _prose_only, latex_to_text
+from astrodata.latex.residue import prose_only
+from astrodata.latex.to_text import latex_to_text
 from astrodata.sources.eprints import iter_local_eprints, unpack_eprint
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "arxiv-eprints"
@@ -99,7 +100,7 @@ def main() -> int:
             ours_err = ""
             try:
                 doc = latex_to_text(flat.text, preamble="\n".join(flat.packages.values()))
-                ours = prose_words(_MARKER.sub(" ", _prose_only(doc.text)))
+                ours = prose_words(_MARKER.sub(" ", prose_only(doc.text)))
                 if not doc.text.strip():
                     ours_err = "empty text"
             except Exception as exc:  # noqa: BLE001 - a failure is a row of the table

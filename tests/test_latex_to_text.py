@@ -41,8 +41,9 @@ Text three.
     assert doc.text.split("\n\n")[:2] == ["# Spots on V1298 Tau", "We observe V1298 Tau twice."]
     for line in ("## Introduction", "### Data", "#### Detail"):
         assert line in doc.text.split("\n")
-    for gone in ("Person", "Somewhere", "a@b.c", "spots", "Funded", "sec:intro"):
+    for gone in ("Person", "Somewhere", "a@b.c", "Funded", "sec:intro"):
         assert gone not in doc.text
+    assert "Keywords: stars: spots" in doc.text.split("\n")  # keywords are kept (issue 10)
     assert doc.headings == 4 and doc.macros_expanded == 2  # the title line counts as a heading
 
 
@@ -87,7 +88,7 @@ def test_layout_options_and_one_or_two_group_collaboration_dropped():
 Line one\\[2pt] line two.
 \begin{itemize}[leftmargin=*]\item point\end{itemize}"""
     )
-    assert text == "Line one\nline two.\n\n- point"
+    assert text == "Keywords: secret\n\nLine one\nline two.\n\n- point"
 
 
 # -- math -----------------------------------------------------------------------------------------
@@ -139,19 +140,24 @@ def test_natbib_post_note():
 
 
 # -- floats -----------------------------------------------------------------------------------------
-def test_captions_kept_float_bodies_dropped():
+@pytest.mark.parametrize("tables", ["markdown", "drop"])
+def test_captions_kept_figure_bodies_dropped_tables_as_option(tables):
     text = body(
         r"""Before.
 \begin{figure*}\centering\includegraphics[width=0.5\textwidth]{fig1.pdf}
 \caption{Light curve of \emph{the star}.}\label{fig:lc}\end{figure*}
 \begin{table}\caption[short]{Fit results.}\begin{tabular}{cc} 1.23 & 4.56 \\ \end{tabular}\end{table}
 \begin{deluxetable}{cc}\tablecaption{Sample.}\tablehead{\colhead{A}}\startdata 7.89 \enddata\end{deluxetable}
-After."""
+After.""", tables=tables,
     )
     assert "Figure: Light curve of the star." in text
     assert "Table: Fit results." in text and "Table: Sample." in text
-    for gone in ("fig1", "1.23", "7.89", "textwidth", "short", "fig:lc"):
+    for gone in ("fig1", "textwidth", "short", "fig:lc"):
         assert gone not in text
+    if tables == "drop":
+        assert "1.23" not in text and "7.89" not in text
+    else:
+        assert "| 1.23 | 4.56 |" in text.split("\n") and "| A |" in text.split("\n") and "| 7.89 |" in text
     assert text.startswith("Before.") and text.endswith("After.")
 
 

@@ -116,3 +116,13 @@ def test_latex_book_chapters_through_the_latex_stage(tmp_path):
     assert "CDM model describes a flat universe" in standard and "$H_0$" in standard  # preamble macros
     for text in (expansion, standard):
         assert "\\chapter" not in text and "\\hubble" not in text and "\\label" not in text
+
+
+def test_tex_chapters_carry_their_losses(tmp_path):
+    (tmp_path / "notes.tex").write_text(
+        "\\documentclass{book}\\begin{document}\n\\chapter{Stars}\n" + "Stars shine by fusion. " * 30
+        + "\\mystery{kept words}\n\\chapter{Planets}\n" + "Planets orbit stars. " * 30 + "\\end{document}\n")
+    rows, errors = docs_in(tmp_path)
+    assert not errors and len(rows) == 2
+    assert rows[0]["losses"] == [["command", "\\mystery", 1]] and "kept words" in rows[0]["text"]
+    assert rows[1]["losses"] == []

@@ -11,7 +11,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +66,14 @@ CREATE TABLE IF NOT EXISTS documents (
     error           VARCHAR,
     details         JSON,
     updated_at      TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS losses (      -- what a converter met and could not render faithfully
+    doc_id   VARCHAR NOT NULL,
+    run_id   VARCHAR,
+    kind     VARCHAR NOT NULL,             -- command | environment | math | definition | conditional |
+                                           -- math-symbol | expansion-limit | template
+    name     VARCHAR NOT NULL,             -- command or template name, environment, e.g. tikzpicture, val
+    count    INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS errors (
     run_id   VARCHAR,
@@ -173,6 +181,13 @@ class Workspace:
             "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?)",
             [run_id, doc_id, stage, reason, detail[:2000], utc_now()],
         )
+
+    def record_losses(self, doc_id: str, losses: Mapping[tuple[str, str], int], run_id: str | None = None) -> None:
+        """Replace `doc_id`'s rows in `losses` with these (kind, name) -> count."""
+        self.con.execute("DELETE FROM losses WHERE doc_id = ?", [doc_id])
+        rows = [[doc_id, run_id, kind, name, int(n)] for (kind, name), n in losses.items() if n]
+        if rows:
+            self.con.executemany("INSERT INTO losses VALUES (?, ?, ?, ?, ?)", rows)
 
     def errors(self, run_id: str | None = None) -> list[dict[str, Any]]:
         q = "SELECT run_id, doc_id, stage, reason, detail FROM errors"

@@ -141,7 +141,7 @@ def download_harvested(ws: Workspace, opts: CorpusOptions, run: Run) -> Path:
 
 
 # -- the per-document worker (runs in a child process) ---------------------------------------
-def extract_arxiv(task: Task, bbl: str, citations: str) -> dict[str, Any]:
+def extract_arxiv(task: Task, bbl: str, citations: str, tables: str = "markdown") -> dict[str, Any]:
     """Unpack, flatten and convert one e-print; never raises: failures come back as data."""
     from astrodata.latex.flatten import flatten
     from astrodata.latex.to_text import TextOptions, latex_to_text
@@ -155,7 +155,8 @@ def extract_arxiv(task: Task, bbl: str, citations: str) -> dict[str, Any]:
         flat = flatten(eprint, bbl=bbl)
         stage = "latex"
         # Macros defined in the e-print's own .sty files count as user macros too.
-        doc = latex_to_text(flat.text, TextOptions(citations=citations), preamble="\n".join(flat.packages.values()))
+        doc = latex_to_text(flat.text, TextOptions(citations=citations, tables=tables),
+                            preamble="\n".join(flat.packages.values()))
         if not doc.text.strip() or doc.words == 0:
             raise ValueError("conversion produced no text")
     except EprintError as exc:
@@ -178,6 +179,7 @@ def extract_arxiv(task: Task, bbl: str, citations: str) -> dict[str, Any]:
         "main_file": flat.main_file,
         "kind": eprint.kind,
         "seconds": time.perf_counter() - start,
+        "losses": [[kind, name, n] for (kind, name), n in doc.losses.items()],
     }
 
 
@@ -243,7 +245,7 @@ class Extraction:
             self.ws.upsert_document(doc_id, status="done", **self.pending.pop(doc_id))
 
     # -- sources: each yields converted rows and records its own failures --------------------
-    def arxiv(self) -> Iterator[dict[str, Any]]:
+    def arxiv(self, tables: str = "markdown") -> Iterator[dict[str, Any]]:
         """E-prints through a process pool, each with a wall-clock limit (pebble kills overruns)."""
         opts = self.opts
         tasks = [t for t in arxiv_tasks(opts.eprints) if in_shard(t.doc_id, opts.shard)][: opts.limit]
@@ -257,7 +259,8 @@ class Extraction:
         # pool recycles workers, and a fork taken mid-thread can crash or deadlock the child.
         spawn = multiprocessing.get_context("spawn")
         with ProcessPool(max_workers=opts.workers, max_tasks=200, context=spawn) as pool:
-            futures = [(t, pool.schedule(extract_arxiv, args=(t, opts.bbl, opts.citations), timeout=opts.timeout_s))
+            futures = [(t, pool.schedule(extract_arxiv, args=(t, opts.bbl, opts.citations, tables),
+                                         timeout=opts.timeout_s))
                        for t in todo]
             for task, future in futures:
                 try:
@@ -274,7 +277,7 @@ class Extraction:
                               result["detail"], seconds=result["seconds"], details={"detail": result["detail"]})
                     continue
                 yield self.accept(
-                    arxiv_row(self.ws, task, result), seconds=result["seconds"],
+                    {**arxiv_row(self.ws, task, result), "losses": result["losses"]}, seconds=result["seconds"],
                     residue_per_1k=result["residue_per_1k"], macros_expanded=result["macros_expanded"],
                     missing_inputs=result["missing_inputs"], encoding=result["encoding"],
                     details={"main_file": result["main_file"], "kind": result["kind"]})
@@ -319,6 +322,26 @@ class Extraction:
                 yield self.accept(row)
 
     # -- per-document blocks applied to every source ------------------------------------------
+    def counted_losses(self, rows: Iterator[dict[str, Any]], settings: Any) -> Iterator[dict[str, Any]]:
+        """Issue 10: each row's `losses` ([kind, name, count] triples: what its converter could not
+        render faithfully) go to the catalog's `losses` table; above `settings.max_per_1k_words`
+        the document is flagged or dropped (`settings.action`)."""
+        limit = settings.max_per_1k_words
+        for row in rows:
+            losses = {(kind, name): n for kind, name, n in row.pop("losses", None) or []}
+            self.ws.record_losses(row["id"], losses, run_id=self.run.run_id)
+            words = max(len(row["text"].split()), 1)
+            rate = 1000.0 * sum(losses.values()) / words
+            if limit is not None and rate > limit:
+                if settings.action == "drop":
+                    self.fail(row["id"], row["source"], row["source_id"], "losses", "too-many-losses",
+                              f"{rate:.1f} losses per 1,000 words (limit {limit:g})", status="dropped",
+                              words=words, details={"filter": "losses", "losses_per_1k_words": round(rate, 2)})
+                    continue
+                pending = self.pending[row["id"]]
+                pending["details"] = {**(pending.get("details") or {}), "losses_flagged": round(rate, 2)}
+            yield row
+
     def filtered(self, rows: Iterator[dict[str, Any]], recipe: Recipe) -> Iterator[dict[str, Any]]:
         from astrodata.corpus.filters import apply_filters
 
@@ -360,10 +383,11 @@ def extract(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> Non
     with _progress(opts.progress) as progress:
         ex = Extraction(ws, opts, run, progress)
         rows: Iterator[dict[str, Any]] = itertools.chain(
-            ex.arxiv(),
+            ex.arxiv(recipe.latex.tables),
             *(ex.wikipedia(src, recipe.wikipedia) for src in opts.wikipedia),
             *(ex.local_docs(folder, recipe.local_docs) for folder in opts.docs),
         )
+        rows = ex.counted_losses(rows, recipe.losses)
         rows = ex.filtered(rows, recipe)
         if recipe.decontam.benchmarks:
             rows = ex.decontaminated(rows, recipe)
@@ -392,6 +416,8 @@ def merge_shard_catalogs(ws: Workspace) -> int:
         try:
             ws.con.execute(f"INSERT OR REPLACE INTO documents SELECT * FROM {alias}.documents")
             ws.con.execute(f"INSERT OR IGNORE INTO runs SELECT * FROM {alias}.runs")
+            ws.con.execute(f"DELETE FROM losses WHERE doc_id IN (SELECT doc_id FROM {alias}.losses)")
+            ws.con.execute(f"INSERT INTO losses SELECT * FROM {alias}.losses")
             ws.con.execute(
                 f"INSERT INTO errors SELECT * FROM {alias}.errors e WHERE NOT EXISTS (SELECT 1 FROM errors x "
                 "WHERE x.run_id IS NOT DISTINCT FROM e.run_id AND x.doc_id IS NOT DISTINCT FROM e.doc_id "
@@ -413,7 +439,7 @@ def minhash_params(recipe: Recipe) -> Any:
 def finalize(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> dict[str, Any]:
     """Deduplicate across every extracted shard, then write the output dataset afresh + its stats."""
     from astrodata.corpus.dedup import ExactJaccard, deduplicate, dropped_ids
-    from astrodata.corpus.stats import corpus_stats, write_report
+    from astrodata.corpus.stats import corpus_stats, unhandled_constructs, write_report
 
     folders = extracted_folders(ws)
     files = [f for folder in folders for f in shard_files(folder)]
@@ -446,6 +472,7 @@ def finalize(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> di
     errors = dict(ws.con.execute("SELECT reason, count(*) FROM errors GROUP BY reason ORDER BY 2 DESC").fetchall())
     stats = corpus_stats(read_rows(tmp), drops, dedup.cluster_sizes if dedup else None,
                          extra={"errors_per_reason": errors, "dedup": dedup.as_dict() if dedup else None,
+                                "unhandled_constructs": unhandled_constructs(ws.con),
                                 "recipe": recipe.model_dump(mode="json")})
     write_report(tmp, stats)
     opts.out.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,18 @@ class DecontamSettings(Strict):
     min_words: int  # benchmark items shorter than this are not indexed
 
 
+class LossSettings(Strict):
+    """What to do with a document whose converter met many constructs it could not render
+    faithfully (catalog table `losses`, counted per document)."""
+
+    max_per_1k_words: float | None  # losses per 1,000 words above which `action` applies; null: never
+    action: Literal["flag", "drop"]  # flag: details.losses_flagged in the catalog; drop: status dropped
+
+
+class LatexSettings(Strict):
+    tables: Literal["markdown", "drop"]  # table bodies as Markdown tables, or dropped (captions stay)
+
+
 class Recipe(Strict):
     filters: FilterSettings
     wikipedia: WikipediaSettings
@@ -48,6 +60,8 @@ class Recipe(Strict):
     local_docs: LocalDocsSettings
     dedup: DedupSettings
     decontam: DecontamSettings
+    latex: LatexSettings
+    losses: LossSettings
 
 
 def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Recipe:

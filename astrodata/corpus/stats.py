@@ -162,6 +162,16 @@ def _num(value: Any) -> str:
     return f"{value:,.0f}" if isinstance(value, (int, float)) else str(value)
 
 
+def unhandled_constructs(con: Any, limit: int = 30) -> list[dict[str, Any]]:
+    """The most frequent constructs the converters could not render faithfully, from the catalog's
+    `losses` table (DuckDB connection `con`): kind, name, documents met in, occurrences; most
+    documents first."""
+    rows = con.execute(
+        "SELECT kind, name, count(DISTINCT doc_id) AS documents, sum(count) AS occurrences FROM losses "
+        "GROUP BY kind, name ORDER BY documents DESC, occurrences DESC, kind, name LIMIT ?", [limit]).fetchall()
+    return [{"kind": k, "name": n, "documents": d, "occurrences": int(o)} for k, n, d, o in rows]
+
+
 def render_markdown(stats: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
     lines = ["# Corpus statistics", "",
              f"{_num(stats['documents'])} documents, {_num(stats['tokens'])} tokens, "
@@ -192,9 +202,17 @@ def render_markdown(stats: Mapping[str, Any], plots: Mapping[str, Path]) -> str:
         lines += ["", f"![Duplicates per cluster size]({PLOTS_DIR}/{plots['duplicates_per_cluster_size'].name})"]
     else:
         lines.append("No duplicate clusters were reported.")
+    lines += ["", "## Unhandled constructs", ""]
+    if stats.get("unhandled_constructs"):
+        lines += ["What the converters met and could not render faithfully (catalog table `losses`).", "",
+                  "| kind | name | documents | occurrences |", "|---|---|---:|---:|"]
+        lines += [f"| {u['kind']} | `{u['name']}` | {_num(u['documents'])} | {_num(u['occurrences'])} |"
+                  for u in stats["unhandled_constructs"]]
+    else:
+        lines.append("No unhandled construct was recorded.")
     known = {"documents", "tokens", "words", "characters", "documents_without_token_count", "per_source",
              "token_length_histogram", "dropped_by_filters", "drops_per_filter", "duplicate_clusters_per_size",
-             "duplicates_removed"}
+             "duplicates_removed", "unhandled_constructs"}
     other = {k: v for k, v in stats.items() if k not in known}
     if other:
         lines += ["", "## Other", "", "```json", json.dumps(other, indent=2, sort_keys=True, default=str), "```"]

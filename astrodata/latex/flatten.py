@@ -45,7 +45,8 @@ def _commands(*alternatives: str) -> re.Pattern[str]:
     return re.compile(_COMMENT + r"|\\(?:" + "|".join([_ESCAPE, _VERB, _VERBATIM_BEGIN, *alternatives]) + ")")
 
 
-_COMMENTS = _commands()
+# \\url, \\path, \\nolinkurl and \\href's URL are read verbatim by TeX: a `%` there is text
+_COMMENTS = _commands(r"(?P<url>(?:url|path|nolinkurl|href)\s*(?:\{[^{}\n]*\}|(?P<ud>[^A-Za-z\s{])[^\n]*?(?P=ud)))")
 _SCAN = _commands(
     r"(?P<input>(?P<cmd>input|include|subfile)(?![A-Za-z@])"
     r"(?:\s*\{(?P<arg>[^{}]*)\}|[ \t]+(?P<bare>[^\s{}\\%]+)))",

@@ -10,8 +10,27 @@ input, so a body may pick its arguments up from the text after it (`\\newcommand
 and macros chained through optional arguments (showyourwork's generated `\\macros[a][b][c]`
 tables, with their `\\ifnum\\pdfstrcmp{..}{..}=0 .. \\else .. \\fi` branches) resolve.
 
-Everything is bounded: nesting depth, expansions per use and in all, and text produced, so
-`\\def\\a{\\a}` or `\\def\\a{x\\a}` ends as a recorded error in `MacroStats.errors`, never a hang.
+Also read here, because only the expander knows what the document defined:
+- TeX conditionals (`\\iftrue`/`\\iffalse`, `\\newif` switches and their `\\footrue`/`\\foofalse`,
+  `\\let\\iffoo\\iftrue`, `\\if`, `\\ifx`, `\\ifdefined`, `\\ifcsname`, `\\@ifundefined`, `\\ifnum`/`\\ifdim`/
+  `\\ifodd` on literals, `\\ifmmode`, etoolbox's `\\ifdef`-style, nested). "Defined" means defined by the
+  document or its own .sty files; TeX-engine switches take pdfLaTeX's values (`\\ifpdf` true,
+  `\\ifxetex`/`\\ifluatex` false). A condition that cannot be decided (`\\ifx` of a macro we do not
+  know, `\\ifnum\\value{page}>1`, a switch never declared) keeps its first ("true") branch, as a
+  draft's visible text usually is, and is counted in `MacroStats.losses` as ("conditional", name).
+- Definitions: `\\def` with delimited parameters (TeX's matching: a delimited argument runs to its
+  delimiter at brace depth 0, one enclosing group is stripped, a blank line ends the search),
+  `\\edef`/`\\xdef` (a self-reference takes the previous meaning), the xparse family with `m o O{} s g
+  G{} d D r R t +` specs (`\\IfNoValueTF`, `\\IfBooleanTF` resolved). A definition that cannot be read
+  is counted as ("definition", name) and its uses keep their argument text.
+- "Box trick" symbols: a definition that draws a relation with `\\hbox`/`\\rlap`/`\\lower`/`\\buildrel`
+  (`\\simlt`, A&A's `\\la`) becomes the standard symbol when it is a known idiom (`<` over `\\sim` ->
+  `\\lesssim`), else is left undefined so math keeps the user's name; never `$` or box code in math.
+- Verbatim (`\\verb`, `\\url`, `\\path`, `\\href`'s URL, verbatim-like environments) is copied unexpanded.
+
+Everything is bounded: nesting depth, expansions per use and in all, and text produced (checked
+on every expansion, the plain-text fast path included), so `\\def\\a{\\a}` or `\\def\\a{x\\a}` ends as
+a recorded error in `MacroStats.errors`, never a hang.
 Definitions never override the structural commands the text converter relies on
 (`PROTECTED_COMMANDS`): journal and conference .sty files redefine `\\section` or `\\maketitle`.
 """
@@ -19,6 +38,7 @@ Definitions never override the structural commands the text converter relies on
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 #: commands and environments that user definitions may not replace (the converter needs them).
@@ -44,7 +64,58 @@ _BRACKET = re.compile(r"\\.|[{}\]]", re.S)
 _COND = re.compile(r"\\(if[A-Za-z@]*|else|fi)(?![A-Za-z@])")
 _PDFSTRCMP_TAIL = re.compile(r"\s*=\s*0(?![0-9])\s?")
 _SIMPLE_PARAMS = re.compile(r"(?:#[1-9])*")
-_VERBATIM_ENVS = ("verbatim", "verbatim*", "lstlisting", "minted", "Verbatim", "comment")
+_VERBATIM_ENVS = ("verbatim", "verbatim*", "lstlisting", "lstlisting*", "minted", "Verbatim", "Verbatim*",
+                   "BVerbatim", "LVerbatim", "comment", "alltt")
+_VERBATIM_ARGS = frozenset("url path nolinkurl href".split())  # read verbatim (href: its first argument)
+#: TeX primitives and e-TeX conditionals, all closed by \fi.
+_PRIMITIVE_IFS = frozenset(
+    "if ifx ifnum ifdim ifodd ifcat iftrue iffalse ifdefined ifcsname ifmmode ifvmode ifhmode ifinner "
+    "ifvoid ifhbox ifvbox ifeof ifincsname ifcase".split()
+)
+#: engine switches set by the ifpdf/ifxetex/ifluatex/iftex packages: the values under pdfLaTeX.
+_ENGINE_SWITCHES = {"pdf": True, "PDFTeX": True, "pdftex": True, "xetex": False, "XeTeX": False,
+                    "luatex": False, "LuaTeX": False, "vtex": False, "tutex": False, "TUTeX": False}
+#: conditionals taking arguments (etoolbox, ifthen): number of condition arguments before {true}{false}.
+_ARG_IFS = {"ifdef": 1, "ifundef": 1, "ifcsdef": 1, "ifcsundef": 1, "ifdefmacro": 1, "ifstrequal": 2,
+            "ifstrempty": 1, "ifblank": 1, "ifdefempty": 1, "ifdefstring": 2, "ifbool": 1, "iftoggle": 1,
+            "ifboolexpr": 1, "ifnumcomp": 3, "ifdimcomp": 3, "ifnumequal": 2, "ifnumless": 2,
+            "ifnumgreater": 2, "ifthenelse": 1}
+_NOT_IFS = frozenset("iff".split())  # \iff is a math symbol
+_NUM = re.compile(r"\s*(-?\d+)\s*([<=>])\s*(-?\d+)(?!\d)\s?")
+_DIM_UNITS = {"pt": 1.0, "bp": 72.27 / 72, "in": 72.27, "cm": 72.27 / 2.54, "mm": 72.27 / 25.4,
+              "pc": 12.0, "dd": 1238 / 1157, "cc": 12 * 1238 / 1157, "sp": 1 / 65536}
+_DIM = r"(-?[\d.]+)\s*(pt|bp|in|cm|mm|pc|dd|cc|sp)"
+_DIMCMP = re.compile(r"\s*" + _DIM + r"\s*([<=>])\s*" + _DIM + r"(?![A-Za-z])\s?")
+_ODD = re.compile(r"\s*(-?\d+)(?!\d)\s?")
+# an \ifnum/\ifdim condition we cannot evaluate: consumed so it does not leak into the text
+_ANY_CMP = re.compile(r"\s*(?:\\[A-Za-z@]+(?:\s*\{[^{}]*\})?|[-\d.]+\s*[a-z]{0,2})\s*[<=>]\s*"
+                      r"(?:\\[A-Za-z@]+(?:\s*\{[^{}]*\})?|[-\d.]+(?:\s*(?:pt|bp|in|cm|mm|pc|dd|cc|sp|em|ex))?)\s?")
+_TRAILING_CS = re.compile(r"\\[A-Za-z@]+\Z")
+_LINE_END = re.compile(r"[ \t]*(?:\n[ \t]*(?!\n))?")
+_PARAM_SPLIT = re.compile(r"#([1-9])")
+# box tricks that draw a symbol by hand; _RELATIONS are the glyphs they stack
+_BOX_TRICK = re.compile(r"\\(?:hbox|rlap|llap|lower|raise|buildrel|vcenter|halign|mathchoice|"
+                        r"offinterlineskip|vbox|kern|smash|mathrlap|mathllap)(?![A-Za-z@])")
+_RELATIONS = re.compile(r"\\(?:sim|approx|simeq|propto)(?![A-Za-z@])|<|>|=")
+_IFVALUE = {  # name -> (test, branches): test "novalue" | "value" | "boolean"; branches "TF" | "T" | "F"
+    **{f"IfNoValue{b}": ("novalue", b) for b in ("TF", "T", "F")},
+    **{f"IfValue{b}": ("value", b) for b in ("TF", "T", "F")},
+    **{f"IfBoolean{b}": ("boolean", b) for b in ("TF", "T", "F")},
+}
+_MATH_OPEN = re.compile(r"(?<!\\)\$|\\[()\[\]]|\\(?:begin|end)\s*\{(?:equation|align|gather|multline|eqnarray|math|"
+                        r"displaymath)\*?\}")
+_IDIOMS = {
+    frozenset({"<", "\\sim"}): "\\lesssim", frozenset({">", "\\sim"}): "\\gtrsim",
+    frozenset({"<", "\\approx"}): "\\lessapprox", frozenset({">", "\\approx"}): "\\gtrapprox",
+    frozenset({"<", "\\simeq"}): "\\lesssim", frozenset({">", "\\simeq"}): "\\gtrsim",
+    frozenset({"\\propto", "\\sim"}): "\\propto", frozenset({"<", "="}): "\\leqq", frozenset({">", "="}): "\\geqq",
+}
+_XPARSE = frozenset("""NewDocumentCommand RenewDocumentCommand ProvideDocumentCommand DeclareDocumentCommand
+    NewExpandableDocumentCommand RenewExpandableDocumentCommand ProvideExpandableDocumentCommand
+    DeclareExpandableDocumentCommand""".split())
+_XPARSE_ENVS = frozenset("NewDocumentEnvironment RenewDocumentEnvironment ProvideDocumentEnvironment "
+                         "DeclareDocumentEnvironment".split())
+NO_VALUE = "-NoValue-"
 
 
 class LatexError(Exception):
@@ -63,6 +134,10 @@ class ExpansionLimits:
     max_per_use: int = 20_000  # expansions triggered by one macro use in the document
     max_total: int = 1_000_000  # expansions in the whole document
     max_output_chars: int = 50_000_000  # characters produced by expansions, in all
+    # ... and at most this many times the input plus 1 MB: the most a real paper of the 30 shared
+    # ones produces is 13.8x its input (cosmic-cousins' generated macro tables), a "billion laughs"
+    # of nested \defs in a 1.7 KB e-print would otherwise reach the absolute cap
+    max_output_ratio: float = 64.0
 
 
 @dataclass
@@ -72,15 +147,25 @@ class MacroStats:
     defined: int = 0
     expanded: int = 0
     errors: list[str] = field(default_factory=list)
+    #: what could not be rendered faithfully: (kind, name) -> count; kinds: definition,
+    #: conditional, math-symbol, expansion (a use that failed and was left as written),
+    #: expansion-limit
+    losses: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
 class Macro:
-    """`nargs` arguments; when `default` is not None the first one is optional (`[...]`)."""
+    """`nargs` arguments; when `default` is not None the first one is optional (`[...]`).
+
+    `delimited` (a `\\def` with delimited parameters): the text before `#1`, then the delimiter
+    after each parameter ("" = undelimited). `xspec` (xparse): one (kind, default or delimiters)
+    per argument, kinds m o O s g G d D r R t."""
 
     nargs: int
     default: str | None
     body: str
+    delimited: tuple[str, ...] | None = None
+    xspec: tuple[tuple[str, str | None], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +174,7 @@ class Environment:
     default: str | None
     begin: str
     end: str
+    xspec: tuple[tuple[str, str | None], ...] | None = None
 
 
 class _Stop(Exception):
@@ -154,6 +240,7 @@ class _Expander:
         self.produced = 0
         self.disabled = False  # set when a document-wide limit is hit: copy the rest verbatim
         self.package = False  # reading package (.sty) text: definitions only, no internals
+        self.max_output = limits.max_output_chars  # set per input by expand_macros
         self.definers = {
             "newcommand": self._newcommand,
             "renewcommand": self._newcommand,
@@ -167,7 +254,13 @@ class _Expander:
             "DeclareMathOperator": self._mathop,
             "newenvironment": self._newenv,
             "renewenvironment": self._newenv,
+            "newif": self._newif,
+            **dict.fromkeys(_XPARSE, self._xparse),
+            **dict.fromkeys(_XPARSE_ENVS, self._xparse_env),
         }
+        self.refused: set[str] = set()  # box-trick symbols left undefined
+        self.env_args: dict[str, list[list[str]]] = {}  # open xparse environments' arguments
+        self.switches: dict[str, bool] = dict(_ENGINE_SWITCHES)  # \newif switches: name without "if"
 
     # -- reading across frames ------------------------------------------------------------
     def _top(self) -> int:
@@ -247,8 +340,16 @@ class _Expander:
     def _define(self, name: str, macro: Macro, kind: str) -> None:
         if name in PROTECTED_COMMANDS or self._internal(name, macro.body):
             return
-        if kind == "providecommand" and name in self.macros:
+        if kind.startswith(("provide", "Provide")) and name in self.macros:
             return
+        if macro.nargs == 0 and macro.delimited is None and _BOX_TRICK.search(macro.body) and ("$" in macro.body or "\\over" in macro.body
+                                               or "\\halign" in macro.body or "\\mathrel" in macro.body):
+            symbol = _IDIOMS.get(frozenset(_RELATIONS.findall(macro.body)))
+            if symbol is None:  # keep the user's name: math shows `\\simfoo`, never box code
+                self.macros.pop(name, None)
+                self.refused.add(name)  # each use is counted as ("math-symbol", name)
+                return
+            macro = Macro(0, None, symbol)
         self.macros[name] = macro
         self.stats.defined += 1
 
@@ -267,6 +368,36 @@ class _Expander:
         body = self._read_arg()
         self._define(name, Macro(nargs, default, body), kind)
 
+    def _newif(self, kind: str) -> None:
+        """`\\newif\\iffoo`: a switch, false until `\\footrue`."""
+        name = self._read_name()
+        if name.startswith("if") and len(name) > 2:
+            self.switches[name[2:]] = False
+
+    def _xparse(self, kind: str) -> None:
+        """`\\NewDocumentCommand{\\name}{spec}{body}` and its siblings."""
+        name = self._read_name()
+        spec, body = self._read_arg(), self._read_arg()
+        try:
+            xspec = _parse_xspec(spec)
+        except ValueError as exc:
+            self.stats.losses["definition", "\\" + name] += 1
+            raise _Stop(f"\\{name}: {exc}; uses keep their argument text") from None
+        self._define(name, Macro(len(xspec), None, body, xspec=xspec), kind)
+
+    def _xparse_env(self, kind: str) -> None:
+        name = self._read_arg().strip()
+        spec, begin, end = self._read_arg(), self._read_arg(), self._read_arg()
+        try:
+            xspec = _parse_xspec(spec)
+        except ValueError as exc:
+            self.stats.losses["definition", name] += 1
+            raise _Stop(f"environment {name}: {exc}") from None
+        if name in PROTECTED_ENVIRONMENTS or self._internal(name, begin, end):
+            return
+        self.envs[name] = Environment(len(xspec), None, begin, end, xspec)
+        self.stats.defined += 1
+
     def _def(self, kind: str) -> None:
         k = self._top()
         if k < 0:
@@ -281,10 +412,20 @@ class _Expander:
             self.poss[k] = m.end()
             raise _Stop(f"\\def\\{m.group(1)} without a body")
         self.poss[k] = end
-        params = text[m.end() : brace]
-        if not _SIMPLE_PARAMS.fullmatch(params.strip()):
-            raise _Stop(f"\\def\\{m.group(1)} has delimited parameters: definition dropped, uses left as they are")
-        self._define(m.group(1), Macro(params.count("#"), None, text[brace + 1 : end - 1]), kind)
+        name, params, body = m.group(1), text[m.end() : brace], text[brace + 1 : end - 1]
+        if kind in ("edef", "xdef") and name in self.macros and self.macros[name].nargs == 0:
+            body = re.sub(re.escape("\\" + name) + r"(?![A-Za-z@])\s*", lambda _: self.macros[name].body, body)
+        simple = _SIMPLE_PARAMS.fullmatch(params.strip())
+        if simple and params.strip() == "".join(f"#{i}" for i in range(1, params.count("#") + 1)):
+            self._define(name, Macro(params.count("#"), None, body), kind)
+            return
+        parts = _PARAM_SPLIT.split(params)  # [prefix, "1", delim1, "2", delim2, ...]
+        numbers = parts[1::2]
+        if numbers != [str(i) for i in range(1, len(numbers) + 1)] or "#" in "".join(parts[::2]):
+            self.stats.losses["definition", "\\" + name] += 1
+            raise _Stop(f"\\def\\{name}: unreadable parameter text {params[:40]!r}; uses left as they are")
+        delims = tuple(s.strip() if i == 0 else s for i, s in enumerate(parts[::2]))
+        self._define(name, Macro(len(numbers), None, body, delimited=delims), kind)
 
     def _let(self, kind: str) -> None:
         name = self._read_name()
@@ -292,7 +433,9 @@ class _Expander:
             self.poss[-1] += 1
         target = self._read_arg()
         m = _CS.fullmatch(target)
-        if not m:
+        if m and m.group(1) in ("iftrue", "iffalse") and name.startswith("if"):
+            self.switches[name[2:]] = m.group(1) == "iftrue"
+        elif not m:
             self._define(name, Macro(0, None, target), kind)
         elif m.group(1) in self.macros:
             self._define(name, self.macros[m.group(1)], kind)
@@ -321,17 +464,9 @@ class _Expander:
     def _push(self, text: str) -> None:
         if not text:
             return
-        lim = self.limits
-        self.stats.expanded += 1
-        self.use_count += 1
-        self.produced += len(text)
-        if self.stats.expanded > lim.max_total or self.produced > lim.max_output_chars:
-            self.disabled = True
-            raise _Stop("document expansion limit reached; rest left unexpanded")
-        if self.use_count > lim.max_per_use:
-            raise _Stop(f"more than {lim.max_per_use} expansions for one use (recursive macro?)")
-        if len(self.texts) > lim.max_depth:
-            raise _Stop(f"expansion nested deeper than {lim.max_depth}")
+        self._count(text)
+        if len(self.texts) > self.limits.max_depth:
+            raise _Stop(f"expansion nested deeper than {self.limits.max_depth}")
         self.texts.append(text)
         self.poss.append(0)
 
@@ -346,11 +481,88 @@ class _Expander:
 
     def _expand(self, name: str) -> None:
         macro = self.macros[name]
-        if macro.nargs == 0 and "\\" not in macro.body and "#" not in macro.body:
-            self.out.append(macro.body)  # plain-text body: nothing left to expand
-            self.stats.expanded += 1
+        if macro.nargs == 0 and macro.delimited is None and "\\" not in macro.body and "#" not in macro.body:
+            self._count(macro.body)  # plain-text body: nothing left to expand, but it counts
+            self._emit(macro.body)
             return
-        self._push(_substitute(macro.body, self._args(macro.nargs, macro.default)))
+        if macro.xspec is not None:
+            args = self._xargs(macro.xspec)
+        elif macro.delimited is not None:
+            args = self._delimited_args(macro.delimited)
+        else:
+            args = self._args(macro.nargs, macro.default)
+        self._push(_substitute(macro.body, args))
+
+    def _delimited_args(self, delims: tuple[str, ...]) -> list[str]:
+        """TeX's matching of a `\\def` parameter text, in the current frame."""
+        k = self._top()
+        if k < 0:
+            raise _Stop("use at end of input")
+        text = self.texts[k]
+        pos = _WS.match(text, self.poss[k]).end()
+        if not text.startswith(delims[0], pos):
+            raise _Stop(f"use does not match its definition (expected {delims[0]!r})")
+        self.poss[k] = pos + len(delims[0])
+        args: list[str] = []
+        for delim in delims[1:]:
+            if not delim:
+                args.append(self._read_arg())
+                continue
+            start = self.poss[k]
+            end = _find_delimiter(text, start, delim)
+            if end < 0:
+                raise _Stop(f"delimiter {delim!r} not found (runaway argument)")
+            arg = text[start:end]
+            if arg.startswith("{") and match_brace(arg, 0) == len(arg):
+                arg = arg[1:-1]
+            args.append(arg)
+            self.poss[k] = end + len(delim)
+        return args
+
+    def _xargs(self, xspec: tuple[tuple[str, str | None], ...]) -> list[str]:
+        """Arguments of an xparse command: absent optional ones are `-NoValue-` (or their default)."""
+        args: list[str] = []
+        for kind, extra in xspec:
+            if kind == "m":
+                args.append(self._read_arg())
+            elif kind in "oO":
+                opt = self._read_optional()
+                args.append(opt if opt is not None else extra if kind == "O" else NO_VALUE)
+            elif kind in "st":
+                token = "*" if kind == "s" else extra
+                hit = self._peek(skip_ws=False) == token
+                if hit:
+                    self.poss[-1] += 1
+                args.append("\\BooleanTrue" if hit else "\\BooleanFalse")
+            elif kind in "gG":
+                args.append(self._read_arg() if self._peek() == "{" else extra if kind == "G" else NO_VALUE)
+            else:  # d D r R: delimiters are extra[0], extra[1]; a default follows for D and R
+                open_, close, default = extra[0], extra[1], extra[2:] if kind in "DR" else NO_VALUE
+                if self._peek() != open_:
+                    if kind in "rR":
+                        raise _Stop(f"required argument {open_}...{close} missing")
+                    args.append(default)
+                    continue
+                k = len(self.texts) - 1
+                end = _find_delimiter(self.texts[k], self.poss[k] + 1, close)
+                if end < 0:
+                    raise _Stop(f"argument {open_}... not closed by {close}")
+                args.append(self.texts[k][self.poss[k] + 1 : end])
+                self.poss[k] = end + 1
+        return args
+
+    def _count(self, text: str) -> None:
+        """Account for text produced by one expansion against the document's limits."""
+        lim = self.limits
+        self.stats.expanded += 1
+        self.use_count += 1
+        self.produced += len(text)
+        if self.stats.expanded > lim.max_total or self.produced > self.max_output:
+            self.disabled = True
+            self.stats.losses["expansion-limit", "document"] += 1
+            raise _Stop("document expansion limit reached; rest left unexpanded")
+        if self.use_count > lim.max_per_use:
+            raise _Stop(f"more than {lim.max_per_use} expansions for one use (recursive macro?)")
 
     def _environment(self, cs: str) -> bool:
         """`\\begin{env}` / `\\end{env}` of a user environment: expand it; False otherwise."""
@@ -371,31 +583,182 @@ class _Expander:
         if env is None:
             return False
         self.poss[k] = close + 1
-        if cs == "end":
-            self._push(env.end)
+        if cs == "end":  # xparse end code may use the arguments too
+            opened = self.env_args.get(name)
+            self._push(_substitute(env.end, opened.pop() if opened else []) if env.xspec else env.end)
         else:
-            self._push(_substitute(env.begin, self._args(env.nargs, env.default)))
+            args = self._xargs(env.xspec) if env.xspec is not None else self._args(env.nargs, env.default)
+            if env.xspec is not None:
+                self.env_args.setdefault(name, []).append(args)
+            self._push(_substitute(env.begin, args))
         return True
 
-    def _ifnum(self) -> bool:
-        """`\\ifnum\\pdfstrcmp{a}{b}=0`: the one conditional generated macro tables use."""
-        k = self._top()
-        text, pos = self.texts[k], self.poss[k]
-        p = _WS.match(text, pos).end()
-        if not text.startswith("\\pdfstrcmp", p):
-            return False
-        self.poss[k] = p + len("\\pdfstrcmp")
-        a, b = self._read_arg(), self._read_arg()
-        k = len(self.texts) - 1
-        m = _PDFSTRCMP_TAIL.match(self.texts[k], self.poss[k])
-        if not m:
-            raise _Stop("\\ifnum\\pdfstrcmp without '=0'")
-        self.poss[k] = m.end()
-        if a.strip() == b.strip():
+    # -- conditionals -------------------------------------------------------------------------
+    def _is_if(self, name: str) -> bool:
+        """Whether `\\name` is a TeX conditional closed by `\\fi` (unknown `\\ifxxx` names count:
+        packages define them with `\\newif`)."""
+        return (name.startswith("if") and name not in _NOT_IFS and name not in _ARG_IFS
+                and name not in self.macros)
+
+    def _conditional(self, name: str) -> None:
+        """Take the branch the condition selects; an undecidable one keeps its "true" branch."""
+        value = self._decide(name)
+        if value is None:
+            self.stats.losses["conditional", "\\" + name] += 1
+            value = True
+        if value:
             self.conds.append(True)
+            self._eat_line_end()
         else:
             self._skip_branch(stop_at_else=True)
-        return True
+
+    def _eat_line_end(self) -> None:
+        """After a conditional's control word TeX ignores the line end (and the next line's
+        indentation), so a switched-off block leaves no paragraph break; a blank line still counts."""
+        k = len(self.texts) - 1
+        self.poss[k] = _LINE_END.match(self.texts[k], self.poss[k]).end()
+
+    def _decide(self, name: str) -> bool | None:
+        if name in ("iftrue", "iffalse"):
+            return name == "iftrue"
+        if name[2:] in self.switches:
+            return self.switches[name[2:]]
+        if name == "ifnum":
+            return self._compare(_NUM, lambda m: (int(m[1]), m[2], int(m[3])), pdfstrcmp=True)
+        if name == "ifdim":
+            return self._compare(_DIMCMP, lambda m: (float(m[1]) * _DIM_UNITS[m[2]], m[3],
+                                                     float(m[4]) * _DIM_UNITS[m[5]]))
+        if name == "ifodd":
+            m = self._match(_ODD)
+            return None if m is None else int(m[1]) % 2 == 1
+        if name in ("ifx", "if"):
+            a, b = self._read_arg(), self._read_arg()
+            return self._same(a, b) if name == "ifx" else (a == b if "\\" not in a + b else None)
+        if name == "ifdefined":
+            return self._defined(self._read_arg())
+        if name == "ifcsname":
+            k = len(self.texts) - 1
+            end = self.texts[k].find("\\endcsname", self.poss[k])
+            if end < 0:
+                raise _Stop("\\ifcsname without \\endcsname")
+            cs = self.texts[k][self.poss[k] : end].strip()
+            self.poss[k] = end + len("\\endcsname")
+            return cs in self.macros
+        if name == "ifmmode":
+            return self._in_math()
+        return None  # \ifcase, \ifvmode, a switch never declared, ...
+
+    def _match(self, pattern: re.Pattern[str]) -> re.Match[str] | None:
+        k = self._top()
+        m = pattern.match(self.texts[k], self.poss[k]) if k >= 0 else None
+        if m:
+            self.poss[k] = m.end()
+        return m
+
+    def _compare(self, pattern: re.Pattern[str], values: object, pdfstrcmp: bool = False) -> bool | None:
+        """`\\ifnum`/`\\ifdim` on literals (and showyourwork's `\\ifnum\\pdfstrcmp{a}{b}=0`); any other
+        condition is consumed (so it does not reach the text) and left undecided."""
+        k = self._top()
+        if k < 0:
+            return None
+        text, pos = self.texts[k], self.poss[k]
+        p = _WS.match(text, pos).end()
+        if pdfstrcmp and text.startswith("\\pdfstrcmp", p):
+            self.poss[k] = p + len("\\pdfstrcmp")
+            a, b = self._read_arg(), self._read_arg()
+            if self._match(_PDFSTRCMP_TAIL) is None:
+                raise _Stop("\\ifnum\\pdfstrcmp without '=0'")
+            return a.strip() == b.strip()
+        m = self._match(pattern)
+        if m is None:
+            self._match(_ANY_CMP)
+            return None
+        a, op, b = values(m)  # type: ignore[operator]
+        return a < b if op == "<" else a > b if op == ">" else a == b
+
+    def _defined(self, token: str) -> bool:
+        """Defined by the document (or its .sty files); anything else counts as undefined."""
+        m = _CS.fullmatch(token.strip())
+        if not m:
+            return False
+        name = m.group(1)
+        return name in self.macros or (name.startswith("if") and name[2:] in self.switches)
+
+    def _same(self, a: str, b: str) -> bool | None:
+        """`\\ifx`: same character, same macro meaning; `\\undefined`/`\\relax` test definedness."""
+        ma, mb = _CS.fullmatch(a.strip()), _CS.fullmatch(b.strip())
+        if not ma and not mb:
+            return a == b
+        if not ma or not mb:
+            return None
+        x, y = ma.group(1), mb.group(1)
+        if x == y:
+            return True
+        for u, v in ((x, y), (y, x)):
+            if v in ("undefined", "@undefined", "relax", "@empty") and v not in self.macros:
+                return None if v == "@empty" and u in self.macros else not self._defined("\\" + u)
+        if x in self.macros and y in self.macros:
+            return self.macros[x] == self.macros[y]
+        return None
+
+    def _in_math(self) -> bool:
+        """Whether the output so far (back to the paragraph start) leaves math open: `\\ifmmode`."""
+        chunks, n = [], 0
+        for chunk in reversed(self.out):
+            chunks.append(chunk)
+            n += len(chunk)
+            if "\n\n" in chunk or n > 4000:
+                break
+        tail = "".join(reversed(chunks))
+        tail = tail[tail.rfind("\n\n") + 1 :]
+        depth = 0
+        for m in _MATH_OPEN.finditer(tail):
+            s = m.group()
+            if s == "$":
+                depth = 0 if depth else 1
+            else:
+                depth = 1 if s in ("\\(", "\\[") or s.startswith("\\begin") else 0
+        return depth > 0
+
+    def _arg_conditional(self, name: str) -> None:
+        """etoolbox/ifthen tests with arguments: `\\ifdef{\\x}{yes}{no}`, `\\ifstrequal{a}{b}{yes}{no}`..."""
+        args = [self._read_arg() for _ in range(_ARG_IFS[name])]
+        yes, no = self._read_arg(), self._read_arg()
+        value: bool | None = None
+        if name in ("ifdef", "ifdefmacro", "ifundef"):
+            value = self._defined(args[0]) != (name == "ifundef")
+        elif name in ("ifcsdef", "ifcsundef"):
+            value = (args[0].strip() in self.macros) != (name == "ifcsundef")
+        elif name == "ifstrequal":
+            value = args[0].strip() == args[1].strip()
+        elif name in ("ifstrempty", "ifblank"):
+            value = not args[0].strip()
+        if value is None:
+            self.stats.losses["conditional", "\\" + name] += 1
+            value = True
+        self._push(yes if value else no)
+
+    def _ifundefined(self) -> None:
+        """`\\@ifundefined{name}{yes}{no}`."""
+        name, yes, no = self._read_arg().strip(), self._read_arg(), self._read_arg()
+        self._push(no if name in self.macros else yes)
+
+    def _ifvalue(self, name: str) -> None:
+        """xparse's `\\IfNoValueTF{#1}{..}{..}`, `\\IfBooleanT{#1}{..}` and the rest of the family."""
+        test, branches = _IFVALUE[name]
+        v = self._read_arg().strip()
+        cond = v == "\\BooleanTrue" if test == "boolean" else (v == NO_VALUE) == (test == "novalue")
+        yes = self._read_arg() if "T" in branches else ""
+        no = self._read_arg() if "F" in branches else ""
+        self._push(yes if cond else no)
+
+    def _switch(self, name: str) -> bool:
+        """`\\footrue` / `\\foofalse` for a `\\newif\\iffoo` switch."""
+        for suffix, value in (("true", True), ("false", False)):
+            if name.endswith(suffix) and name[: -len(suffix)] in self.switches:
+                self.switches[name[: -len(suffix)]] = value
+                return True
+        return False
 
     def _ifnextchar(self) -> None:
         """`\\@ifnextchar<c>{yes}{no}`: LaTeX's look-ahead, used by macros taking a variable number of groups."""
@@ -411,22 +774,25 @@ class _Expander:
         for m in _COND.finditer(self.texts[k], self.poss[k]):
             word = m.group(1)
             if word.startswith("if"):
-                depth += 1
+                depth += self._is_if(word)
             elif depth:
                 depth -= word == "fi"
             elif word == "else" and stop_at_else:
                 self.poss[k] = m.end()
                 self.conds.append(False)
+                self._eat_line_end()
                 return
             elif word == "fi":
                 self.poss[k] = m.end()
+                self._eat_line_end()
                 return
-        raise _Stop("\\ifnum without matching \\fi")
+        raise _Stop("conditional without matching \\fi: text kept")
 
     def run(self, text: str, out: list[str]) -> None:
         self.out = out
         self.texts, self.poss = [text], [0]
-        base_error = 0
+        base_error = base_conds = base_out = base_end = 0
+        base_use = ""  # the document-level macro use being expanded, if any
         while True:
             k = self._top()
             if k < 0:
@@ -434,11 +800,11 @@ class _Expander:
             t, pos = self.texts[k], self.poss[k]
             i = t.find("\\", pos)
             if i < 0 or (self.disabled and k == 0):
-                out.append(t[pos:])
+                self._emit(t[pos:])
                 self.poss[k] = len(t)
                 continue
             if i > pos:
-                out.append(t[pos:i])
+                self._emit(t[pos:i])
             m = _CS.match(t, i)
             if m is None:  # a lone backslash at the very end
                 out.append("\\")
@@ -448,7 +814,8 @@ class _Expander:
             self.poss[k] = m.end()
             if k == 0:
                 self.use_count = 0
-                base_error = i
+                base_error, base_conds, base_out, base_end = i, len(self.conds), len(out), m.end()
+                base_use = m.group() if name in self.macros else ""
             try:
                 if name in self.macros:
                     self._expand(name)
@@ -457,7 +824,15 @@ class _Expander:
                 elif name in ("begin", "end") and self.envs or name == "begin" and k == 0:
                     if not self._environment(name):
                         out.append(m.group())
-                elif name == "ifnum" and k > 0 and self._ifnum():
+                elif name[:2] == "if" and self._is_if(name):
+                    self._conditional(name)
+                elif name in _ARG_IFS:
+                    self._arg_conditional(name)
+                elif name == "@ifundefined":
+                    self._ifundefined()
+                elif name in _IFVALUE:
+                    self._ifvalue(name)
+                elif name.endswith(("true", "false")) and self._switch(name):
                     pass
                 elif name == "@ifnextchar" and k > 0:
                     self._ifnextchar()
@@ -466,17 +841,35 @@ class _Expander:
                     self._skip_branch(stop_at_else=False)
                 elif name == "fi" and self.conds:
                     self.conds.pop()
-                elif name == "verb" and k == 0:
+                    self._eat_line_end()
+                elif name in ("verb", "lstinline") and k == 0:
                     self._verb(m.group())
+                elif name in _VERBATIM_ARGS and k == 0:
+                    self._verbatim_arg(m.group())
                 else:
+                    if name in self.refused:
+                        self.stats.losses["math-symbol", m.group()] += 1
                     out.append(m.group())
             except (_Stop, ValueError) as exc:
                 self.stats.errors.append(f"\\{name} at offset {base_error}: {exc}")
                 # abandon the failed expansion; in the document itself, move past the macro name
                 del self.texts[1:], self.poss[1:]
-                self.conds.clear()
-                if k == 0 and self.poss[0] < m.end():
+                del self.conds[base_conds:]
+                if base_use:  # the use stays as written: nothing it produced, its arguments as text
+                    del out[base_out:]
+                    out.append(base_use)
+                    self.poss[0] = base_end
+                    self.stats.losses["expansion", base_use] += 1
+                elif k == 0 and self.poss[0] < m.end():
                     self.poss[0] = m.end()
+
+    def _emit(self, text: str) -> None:
+        """Append text; a letter right after a control word from another frame (`\\relax` then an
+        expansion starting "km") is set off by a space, as TeX's tokens are."""
+        out = self.out
+        if out and text[:1].isalpha() and out[-1][-1:].isalpha() and _TRAILING_CS.search(out[-1]):
+            out.append(" ")
+        out.append(text)
 
     def _verb(self, cs: str) -> None:
         t, pos = self.texts[0], self.poss[0]
@@ -490,6 +883,22 @@ class _Expander:
         self.out.append(cs + t[self.poss[0] : end])
         self.poss[0] = end
 
+    def _verbatim_arg(self, cs: str) -> None:
+        """`\\url{..}`, `\\path|..|`, `\\href{url}`: the argument TeX reads verbatim, copied as is."""
+        t, pos = self.texts[0], self.poss[0]
+        p = _WS.match(t, pos).end()
+        end = -1
+        if p < len(t) and t[p] == "{":
+            end = match_brace(t, p)
+        elif p < len(t) and cs != "\\href" and not (t[p].isalnum() or t[p].isspace()):
+            close = t.find(t[p], p + 1)
+            end = close + 1 if close > 0 else -1
+        if end < 0:
+            self.out.append(cs)
+            return
+        self.out.append(cs + t[pos:end])
+        self.poss[0] = end
+
 
 def expand_macros(
     tex: str, limits: ExpansionLimits = ExpansionLimits(), preamble: str = ""
@@ -501,11 +910,82 @@ def expand_macros(
     the returned stats' `errors`; the text then keeps the unexpanded use.
     """
     exp = _Expander(limits)
+    exp.max_output = min(limits.max_output_chars, int(limits.max_output_ratio * (len(tex) + len(preamble))) + 1_000_000)
     if preamble:
         exp.package = True
         exp.run(preamble, [])
         exp.package = exp.disabled = False
         exp.produced = 0
+        exp.stats.losses.clear()  # a package's own internals are not the paper's text; its macros'
+        # uses in the paper are counted when they fail
     out: list[str] = []
     exp.run(tex, out)
     return "".join(out), exp.stats
+
+
+_DELIM_RES: dict[str, re.Pattern[str]] = {}
+
+
+def _find_delimiter(text: str, start: int, delim: str) -> int:
+    """Start of `delim` at brace depth 0 from `start`, or -1 (also at a blank line: a runaway
+    argument, as TeX reports for a non-`\\long` macro)."""
+    pattern = _DELIM_RES.get(delim)
+    if pattern is None:
+        pattern = _DELIM_RES[delim] = re.compile(re.escape(delim) + r"|\\[A-Za-z@]+|\\.|[{}]|\n[ \t]*\n", re.S)
+    depth = 0
+    for m in pattern.finditer(text, start):
+        s = m.group()
+        if s == delim and depth == 0:
+            return m.start()
+        if s == "{":
+            depth += 1
+        elif s == "}":
+            depth -= 1
+            if depth < 0:
+                return -1
+        elif s[0] == "\n":
+            return -1
+    return -1
+
+
+def _parse_xspec(spec: str) -> tuple[tuple[str, str | None], ...]:
+    """An xparse argument specification -> ((kind, extra), ...); raises ValueError on a kind we do
+    not read (`v`, `e`, `b`, ...). `+`, `!` and `>{processor}` prefixes are accepted and ignored."""
+    out: list[tuple[str, str | None]] = []
+    i = 0
+    while i < len(spec):
+        c = spec[i]
+        if c.isspace() or c in "+!":
+            i += 1
+        elif c in ">=":  # an argument processor or key=value: its group does not change the reading
+            j = _WS.match(spec, i + 1).end()
+            end = match_brace(spec, j) if spec.startswith("{", j) else -1
+            if end < 0:
+                raise ValueError(f"malformed {c}{{...}} in argument spec {spec!r}")
+            i = end
+        elif c in "mosg":
+            out.append((c, None))
+            i += 1
+        elif c in "OG" or c in "DR":
+            j = i + 1
+            delims = ""
+            if c in "DR":
+                delims, j = spec[j : j + 2], j + 2
+            j = _WS.match(spec, j).end()
+            end = match_brace(spec, j) if spec.startswith("{", j) else -1
+            if end < 0:
+                raise ValueError(f"argument type {c} without a {{default}} in {spec!r}")
+            out.append((c, delims + spec[j + 1 : end - 1]))
+            i = end
+        elif c == "t" and i + 1 < len(spec):
+            out.append(("t", spec[i + 1]))
+            i += 2
+        elif c in "dr" and i + 2 < len(spec):
+            out.append((c, spec[i + 1 : i + 3]))
+            i += 3
+        else:
+            raise ValueError(f"argument type {c!r} not supported")
+    if len(out) > 9:
+        raise ValueError("more than 9 arguments")
+    return tuple(out)
+

@@ -8,22 +8,34 @@ are dropped, and an unknown macro loses its name but keeps its argument text. py
 the authority for what it does well and cheaply on small fragments: accents (`\\'e`, `\\"o`,
 `\\c{c}`) and its table of text symbols (`\\ss`, `\\textdegree`, `\\dag`, ...).
 
-The pipeline: strip comments -> expand user macros (`macros.py`) -> cut title and abstract ->
-convert the body -> tidy whitespace -> count words and LaTeX residue.
-`python -m astrodata.latex.to_text DIR` prints the per-e-print table (words, residue, macros, missing inputs).
+The pipeline: strip comments -> expand user macros and decide conditionals (`macros.py`) -> cut
+title and abstract (or a hand-built title block) -> convert the body -> tidy whitespace -> count
+words and LaTeX residue. Figures are dropped (captions kept); tables become Markdown tables (one
+row a line; `TextOptions.tables="drop"` drops them), algorithms numbered lines, lists keep their
+numbers. What cannot be rendered faithfully is counted in `LatexText.losses` by (kind, name) and
+ends in the catalog's `losses` table: unknown commands (name dropped, arguments kept), dropped
+environment bodies, unclosed math (the prose after it kept), and the expander's losses.
+The command and environment tables are data in `tables.py`, the reading primitives in
+`scan.py`, the residue metric in `residue.py`; `scripts/latex_table.py DIR` prints the
+per-e-print table (words, residue, macros, missing inputs).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 
+from astrodata.latex import tables as T
 from astrodata.latex.flatten import Flattened, flatten, strip_comments
-from astrodata.latex.macros import ExpansionLimits, LatexError, expand_macros, match_brace, match_bracket
+from astrodata.latex.macros import ExpansionLimits, LatexError, expand_macros, match_brace
+from astrodata.latex.residue import residue_per_1k
+from astrodata.latex.scan import CS, WS, env_end, find_cs, math_end, read_arg, read_args, read_opt
 
 __all__ = ["LatexError", "LatexText", "TextOptions", "convert_eprint", "latex_to_text", "residue_per_1k"]
 
@@ -34,7 +46,8 @@ Markers = Literal["marker", "keys", "drop"]
 class TextOptions:
     citations: Markers = "marker"  # \cite family -> "[cite]", "[key1, key2]" or nothing
     references: Markers = "marker"  # \ref family -> "[ref]", "[fig:x]" or nothing
-    captions: bool = True  # keep figure/table captions (float bodies are always dropped)
+    captions: bool = True  # keep figure/table captions
+    tables: Literal["markdown", "drop"] = "markdown"  # table bodies as Markdown tables, or dropped
     max_chars: int = 8_000_000  # larger inputs are refused with LatexError("too-large")
     limits: ExpansionLimits = field(default_factory=ExpansionLimits)
 
@@ -52,456 +65,13 @@ class LatexText:
     headings: int = 0
     math_spans: int = 0
     unknown_commands: int = 0  # prose commands converted by dropping their name (arguments kept as text)
+    #: what could not be rendered faithfully, (kind, name) -> count. Kinds: command (unknown, name
+    #: dropped, arguments kept), environment (body dropped), math (unclosed), and from expansion
+    #: definition, conditional, math-symbol, expansion-limit (see `macros.py`)
+    losses: Counter[tuple[str, str]] = field(default_factory=Counter)
 
-
-# -- residue -------------------------------------------------------------------------------------
-_MATH_ENVS = "equation|align|alignat|gather|multline|eqnarray|flalign|displaymath|math|dmath|dgroup|darray"
-_MATH_OPENER = re.compile(
-    rf"^```|\$\$|\$|\\\[|\\\(|\\begin\{{({_MATH_ENVS})(\*?)\}}|\\.", re.M | re.S
-)
-_RESIDUE = re.compile(r"\\[A-Za-z]+|[{}]")
-
-
-def residue_per_1k(text: str) -> float:
-    """LaTeX left in prose per 1,000 words: backslash-commands (`\\[A-Za-z]+`) and stray braces
-    outside math (`$...$`, `$$...$$`, `\\[...\\]`, `\\(...\\)`, equation-like environments; braces
-    nest, so `$\\mbox{$x$}$` is one span) and outside fenced code blocks, per 1,000 words
-    (whitespace-separated tokens of the whole text)."""
-    words = len(text.split())
-    if not words:
-        return 0.0
-    return 1000.0 * len(_RESIDUE.findall(_prose_only(text))) / words
-
-
-def _prose_only(text: str) -> str:
-    """`text` without its math spans and code blocks."""
-    out: list[str] = []
-    pos = 0
-    while (m := _MATH_OPENER.search(text, pos)) is not None:
-        opener = m.group()
-        if opener.startswith("\\") and m.group(1) is None and opener not in ("\\[", "\\("):
-            out.append(text[pos : m.end()])  # an escape such as \\$ or \\{
-            pos = m.end()
-            continue
-        out.append(text[pos : m.start()])
-        if opener == "```":
-            end = text.find("\n```", m.end())
-            stop = -1 if end < 0 else end + 4
-        elif opener in ("$$", "$"):
-            end = _math_end(text, m.end(), opener)
-            stop = -1 if end < 0 else end + len(opener)
-        elif m.group(1) is not None:
-            close = _env_end(text, m.group(1) + m.group(2), m.end())
-            stop = -1 if close is None else close.end()
-        else:
-            end = _find_cs(text, m.end(), "]" if opener == "\\[" else ")")
-            stop = -1 if end < 0 else end + 2
-        if stop < 0:  # unclosed: the opener is prose
-            out.append(opener)
-            pos = m.end()
-        else:
-            out.append(" ")
-            pos = stop
-    out.append(text[pos:])
-    return "".join(out)
-
-
-# -- command tables ------------------------------------------------------------------------------
-# Argument specs: "*" optional star, "[" optional [..], "{" mandatory argument, "g" optional {..}.
-_SECTIONS = {"part": 2, "chapter": 2, "section": 2, "subsection": 3, "subsubsection": 4}
-_CITES = frozenset(
-    """cite citep citet citealt citealp citeauthor citeyear citeyearpar citenum citetext Cite Citep
-    Citet Citealt Citealp Citeauthor parencite textcite autocite footcite fullcite citetalias
-    citepalias shortcite shortciteN citeN""".split()
-)
-_REFS = frozenset(
-    """ref eqref autoref Autoref cref Cref crefrange Crefrange pageref nameref vref Vref ref*
-    subref labelcref""".split()
-)
-_DROP: dict[str, str] = {
-    # front matter (the title and abstract are taken separately; authors come from metadata)
-    **dict.fromkeys(
-        """author affiliation affil altaffiliation institute email thanks orcid orcidlink
-        correspondingauthor date keywords received revised accepted published submitjournal
-        journalinfo shorttitle shortauthors titlerunning authorrunning subtitle pacs icmltitle
-        icmlauthor icmlaffiliation icmlcorrespondingauthor icmlkeywords icmlsetsymbol
-        collaboration nocollaboration AuthorCollaborationLimit title mail offprints
-        affiliations address""".split(),
-        "*[{",
-    ),
-    "collaboration": "{g",  # aastex 6.3 takes two groups, 6.2 one
-    "icmlauthor": "{{",
-    "icmlaffiliation": "{{",
-    "icmlcorrespondingauthor": "{{",
-    "icmlsetsymbol": "{{",
-    # layout, references, files
-    **dict.fromkeys(
-        """label vspace hspace vskip hskip bibliographystyle bibliography nocite input include
-        includeonly graphicspath pagestyle thispagestyle urlstyle hypersetup setcitestyle phantom
-        hphantom vphantom tablewidth tabletypesize epsscale figurenum linespread setstretch
-        script addbibresource pagenumbering enlargethispage bibpunct suppressAffiliations
-        linenumbers modulolinenumbers nolinenumbers tablenum setlist""".split(),
-        "*[{",
-    ),
-    "includegraphics": "*[[{",
-    "plotone": "{",
-    "plottwo": "{{",
-    "color": "[{",
-    "definecolor": "{{{",
-    "colorlet": "{{",
-    "setlength": "{{",
-    "addtolength": "{{",
-    "setcounter": "{{",
-    "addtocounter": "{{",
-    "newtheorem": "*{[{[",
-    "defcitealias": "{{",
-    "deleted": "[{",
-    "todo": "[{",
-    "correspondingauthors": "{g",
-    "printAffiliationsAndNotice": "{",
-    "pagerange": "{",
-    "bsp": "",
-    "listofchanges": "[",
-    "restartappendixnumbering": "",
-    "raggedbottom": "",
-    "sloppypar": "",
-    "DeclareAcronym": "{{",
-    "acro": "{[{",
-    "acrodef": "{[{",
-    "newacronym": "[{{{",
-    "acsetup": "{",
-    "acused": "{",
-    "acuse": "{",
-    "acresetall": "",
-    "usepackage": "[{",
-    "RequirePackage": "[{",
-    "documentclass": "[{",
-    "fontsize": "{{",
-    "rule": "[{{",
-    "addcontentsline": "{{{",
-    "crefname": "{{{",
-    "Crefname": "{{{",
-    "tablenotetext": "{{",
-    "tablecomments": "{",
-    "tablehead": "{",
-    "colhead": "{",
-    "multicolumn": "{{{",
-    "multirow": "{[{",
-    "footnotemark": "[",
-    "twocolumn": "[",
-    "onecolumn": "",
-    "startlongtable": "",
-    "nodata": "",
-    "appendix": "",
-    "maketitle": "",
-    "tableofcontents": "",
-    "noindent": "",
-    "indent": "",
-    "centering": "",
-    "raggedright": "",
-    "raggedleft": "",
-    "clearpage": "",
-    "cleardoublepage": "",
-    "newpage": "",
-    "pagebreak": "[",
-    "nopagebreak": "[",
-    "linebreak": "[",
-    "nolinebreak": "[",
-    "hfill": "",
-    "vfill": "",
-    "hline": "",
-    "smallskip": "",
-    "medskip": "",
-    "bigskip": "",
-    "FloatBarrier": "",
-    "balance": "",
-    "protect": "",
-    "relax": "",
-    "leavevmode": "",
-    "null": "",
-    "sloppy": "",
-    "fussy": "",
-    "makeatletter": "",
-    "makeatother": "",
-    "normalfont": "",
-    "selectfont": "",
-    "today": "",
-    "xspace": "",
-    "nobreak": "",
-    "allowbreak": "",
-    "frenchspacing": "",
-    "unskip": "",
-    "ignorespaces": "",
-    "par": "",
-    "else": "",
-    "fi": "",
-    "bgroup": "",
-    "egroup": "",
-    "begingroup": "",
-    "endgroup": "",
-    "global": "",
-    "long": "",
-    "expandafter": "",
-    "noexpand": "",
-    "csname": "",
-    "endcsname": "",
-    "string": "",
-    "ProvidesPackage": "{[",
-    "NeedsTeXFormat": "{[",
-    "IfFileExists": "{",
-    "startdata": "",
-    "enddata": "",
-    "tablebreak": "",
-}
-for _n in """tiny scriptsize footnotesize small normalsize large Large LARGE huge Huge bf it rm sc sl sf tt
-    em bfseries itshape mdseries upshape scshape slshape ttfamily rmfamily sffamily boldmath
-    unboldmath""".split():
-    _DROP[_n] = ""
-# \looseness=-1 and friends: a TeX parameter assignment, value dropped with it.
-_ASSIGN = re.compile(r"\s*=?\s*-?[\d.]*\s*(?:[a-z]{2}\b)?")
-_ASSIGNMENTS = frozenset(
-    "looseness tolerance emergencystretch hbadness vbadness hfuzz vfuzz parindent parskip "
-    "baselineskip tabcolsep arraystretch columnsep textfloatsep floatsep intextsep".split()
-)
-_KEEP_SECOND = frozenset("textcolor colorbox href hyperlink hypertarget".split())  # drop the 1st argument, keep the 2nd
-_KEEP_FIRST = frozenset("texorpdfstring replaced".split())  # keep the first of two (changes: new, old)
-# Commands whose argument simply is the text (name dropped, braces vanish): not "unknown".
-_TRANSPARENT = frozenset(
-    """textit textbf emph texttt textsc textsl textsf textrm textup textmd textnormal text mbox hbox
-    underline uline fbox added software facilities facility dataset doi textsuperscript textsubscript
-    sloppypar centerline""".split()
-)
-_BOX_ARGS = {
-    "resizebox": "*{{",
-    "scalebox": "{[",
-    "raisebox": "{[[",
-    "makebox": "[[",
-    "framebox": "[[",
-    "parbox": "[[[{",
-    "rotatebox": "[{",
-    "adjustbox": "{",
-    "captionof": "{",
-}
-_HEADING_LIKE = {
-    "acknowledgments": "Acknowledgments",
-    "acknowledgements": "Acknowledgements",
-    "acknowledgment": "Acknowledgments",
-    "acknowledgement": "Acknowledgements",
-}
-_SYMBOLS_OVERRIDE = {
-    "\\": "\n", "%": "%", "S": "§", "P": "¶", "\n": " ", "\t": " ",
-    "newline": "\n",
-    "-": "",
-    "/": "",
-    "@": "",
-    "today": "",
-    "quad": " ",
-    "qquad": " ",
-    ",": " ",
-    ";": " ",
-    ":": " ",
-    ">": " ",
-    " ": " ",
-    "!": "",
-    "$": "\\$",
-    "ldots": "...",
-    "dots": "...",
-    "textellipsis": "...",
-    "LaTeX": "LaTeX",
-    "TeX": "TeX",
-    "LaTeXe": "LaTeX2e",
-    "AmS": "AMS",
-    "degree": "°",
-    "textgreater": ">",
-    "textless": "<",
-    "textbar": "|",
-    "textunderscore": "_",
-    "textnumero": "No.",
-    "arcsec": "″",
-    "arcmin": "′",
-    "farcs": "″",
-    "sun": "☉",
-    "odot": "☉",
-    "earth": "⊕",
-    "oplus": "⊕",
-    "micron": "μm",
-    "sq": "□",
-    "textsuperscript": "^",
-    "textsubscript": "_",
-    "etal": "et al.",
-    "eg": "e.g.",
-    "ie": "i.e.",
-    "aap": "A&A",
-    "apj": "ApJ",
-    "apjl": "ApJL",
-    "apjs": "ApJS",
-    "mnras": "MNRAS",
-    "aj": "AJ",
-    "nat": "Nature",
-    "prd": "Phys. Rev. D",
-    "prl": "Phys. Rev. Lett.",
-    "pasp": "PASP",
-}
-_ACCENTS = frozenset("' ` \" ^ ~ = . c H k b d r u v t".split())
-_FLOATS = frozenset(
-    """figure figure* table table* deluxetable deluxetable* longtable longtable* wrapfigure
-    wraptable sidewaysfigure sidewaysfigure* sidewaystable sidewaystable* algorithm algorithm*
-    SCfigure plate listing subfigure subtable""".split()
-)
-_DROP_ENVS = frozenset(
-    """thebibliography references tikzpicture tabular tabular* tabularx tabulary array keywords
-    icmlauthorlist comment filecontents filecontents* titlepage acronym""".split()
-)
-_CODE_ENVS = frozenset("verbatim verbatim* Verbatim lstlisting minted alltt".split())
-_ENV_ARGS = {
-    "minipage": "[[[{",
-    "multicols": "{[",
-    "multicols*": "{[",
-    "CJK": "{{",
-    "CJK*": "{{",
-    "wrapfigure": "[{[{",
-    "adjustbox": "{",
-    "alignat": "{",
-    "alignat*": "{",
-    "subfigure": "[{",
-    "subtable": "[{",
-    "tabular": "[{",
-    "minted": "[{",
-    "lstlisting": "[",
-    "thebibliography": "{",
-    "otherlanguage": "{",
-    "sidewaysfigure": "[",
-    "deluxetable": "{",
-    "deluxetable*": "{",
-    "longtable": "[{",
-}
-_ALIGNED = {
-    "align": "aligned",
-    "align*": "aligned",
-    "eqnarray": "aligned",
-    "eqnarray*": "aligned",
-    "flalign": "aligned",
-    "flalign*": "aligned",
-    "alignat": "alignedat",
-    "alignat*": "alignedat",
-    "gather": "gathered",
-    "gather*": "gathered",
-    "multline": "gathered",
-    "multline*": "gathered",
-}
-_DISPLAY = frozenset("""equation equation* displaymath dmath dmath* math""".split()) | frozenset(_ALIGNED)
-# siunitx units and prefixes, for \qty{3}{\kilo\meter} & co. in prose
-_SI = {
-    "meter": "m",
-    "metre": "m",
-    "second": "s",
-    "gram": "g",
-    "kilogram": "kg",
-    "kelvin": "K",
-    "ampere": "A",
-    "mole": "mol",
-    "candela": "cd",
-    "hertz": "Hz",
-    "newton": "N",
-    "pascal": "Pa",
-    "joule": "J",
-    "watt": "W",
-    "volt": "V",
-    "tesla": "T",
-    "gauss": "G",
-    "electronvolt": "eV",
-    "eV": "eV",
-    "erg": "erg",
-    "jansky": "Jy",
-    "parsec": "pc",
-    "au": "au",
-    "astronomicalunit": "au",
-    "lightyear": "ly",
-    "year": "yr",
-    "yr": "yr",
-    "day": "d",
-    "hour": "h",
-    "minute": "min",
-    "degree": "°",
-    "arcminute": "′",
-    "arcsecond": "″",
-    "arcsec": "″",
-    "radian": "rad",
-    "steradian": "sr",
-    "angstrom": "Å",
-    "percent": "%",
-    "solarmass": "M☉",
-    "solarradius": "R☉",
-    "solarluminosity": "L☉",
-    "jupitermass": "M_J",
-    "jupiterradius": "R_J",
-    "earthmass": "M⊕",
-    "earthradius": "R⊕",
-    "milliarcsecond": "mas",
-    "mas": "mas",
-    "barn": "b",
-    "liter": "L",
-    "litre": "L",
-    "km": "km",
-    "m": "m",
-    "s": "s",
-    "kg": "kg",
-    "g": "g",
-    "K": "K",
-    "pc": "pc",
-    "kpc": "kpc",
-    "Mpc": "Mpc",
-    "Gpc": "Gpc",
-    "h": "h",
-    "Hz": "Hz",
-    "keV": "keV",
-    "MeV": "MeV",
-    "GeV": "GeV",
-    "TeV": "TeV",
-    "cm": "cm",
-    "mm": "mm",
-    "nm": "nm",
-    "um": "μm",
-    "J": "J",
-    "W": "W",
-    "Jy": "Jy",
-    "mJy": "mJy",
-    "Gyr": "Gyr",
-    "Myr": "Myr",
-    "kyr": "kyr",
-    "ohm": "Ω",
-    "AU": "au",
-}
-_SI_PREFIX = {
-    "yocto": "y",
-    "zepto": "z",
-    "atto": "a",
-    "femto": "f",
-    "pico": "p",
-    "nano": "n",
-    "micro": "μ",
-    "milli": "m",
-    "centi": "c",
-    "deci": "d",
-    "deca": "da",
-    "hecto": "h",
-    "kilo": "k",
-    "mega": "M",
-    "giga": "G",
-    "tera": "T",
-    "peta": "P",
-    "exa": "E",
-}
-_SIUNITX = {  # argument spec, then what each mandatory argument is: N(umber) or U(nit)
-    "SI": ("[{[{", "NU"), "qty": ("[{{", "NU"), "SIrange": ("[{{{", "NNU"), "qtyrange": ("[{{{", "NNU"),
-    "si": ("[{", "U"), "unit": ("[{", "U"), "num": ("[{", "N"), "numrange": ("[{{", "NN"), "ang": ("[{", "A"),
-}
-_SI_POWER = {"squared": "^2", "cubed": "^3", "square": "^2", "cubic": "^3"}
 
 _PROSE_SPECIAL = re.compile(r"[\\$~]|[{}]+")
-_CS = re.compile(r"\\([A-Za-z@]+|.)", re.S)
-_WS = re.compile(r"\s*")
-_MATH_TOKEN = re.compile(r"\\.|[{}$]|\n[ \t]*\n", re.S)
 _TYPO = re.compile(r"---|--|``|''|`|\n[ \t]*\n\s*|\n")
 _TYPO_MAP = {"---": "—", "--": "–", "``": '"', "''": '"', "`": "'"}
 _MATH_LABEL = re.compile(r"\\label\s*\{[^{}]*\}|\\(?:nonumber|notag)(?![A-Za-z])")
@@ -518,6 +88,24 @@ _FENCED = re.compile(r"(\n```\n.*?\n```\n)", re.S)
 _BLANKS = re.compile(r"\n{3,}")
 _GAP = re.compile(r" +([,.;:])(?=\s|$)")
 _IF_FI = re.compile(r"\\(if[A-Za-z@]*|fi)(?![A-Za-z@])")
+_TABULAR_BEGIN = re.compile(r"\\begin\s*\{(" + "|".join(re.escape(e) for e in T.TABULAR_ENVS) + r")\}")
+_MULTICOLUMN = re.compile(r"\s*\\multicolumn\s*\{\s*(\d+)\s*\}")
+_ALG2E_TOKEN = re.compile(r"\\;|\\\\(?![A-Za-z@])|\\([A-Za-z]+)")
+_ANY_BEGIN = re.compile(r"\\begin\s*\{([^{}]*)\}")
+_COLHEAD = re.compile(r"\\colhead(?![A-Za-z@])")
+_TABLEHEAD = re.compile(r"\\tablehead(?![A-Za-z@])")
+_ROW_SEP = re.compile(r"(?P<sep>\\\\\*?(?:\s*\[[^\]]*\])?|\\tabularnewline(?![A-Za-z@])|\\cr(?![A-Za-z@]))"
+                      r"|\\[A-Za-z@]+|\\.|[{}]", re.S)
+_CELL_SEP = re.compile(r"(?P<sep>&)|\\[A-Za-z@]+|\\.|[{}]", re.S)
+_ALG_LINE = re.compile(r"\\(" + "|".join(sorted(T.ALGORITHM_LINES, key=len, reverse=True)) + r"|Comment|COMMENT)(?![A-Za-z@])")
+_CAPTION_OR_LABEL = re.compile(r"\\(?:caption|label)\s*(?:\[[^\]]*\])?\s*\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}")
+_END_OR_VERBATIM = re.compile(
+    r"\\end\s*\{document\}|\\begin\s*\{(verbatim\*?|Verbatim\*?|lstlisting|minted|comment|alltt)\}")
+_FIRST_SECTION = re.compile(r"\\(?:section|chapter)\*?\s*[{\[]|\\begin\s*\{abstract\}")
+_TITLE_BLOCK = re.compile(r"\\begin\s*\{(center|titlepage|flushleft|flushright)\}")
+_BIG_FONT = re.compile(r"\\(?:LARGE|Large|huge|Huge)(?![A-Za-z@])")
+_LINE_BREAK = re.compile(r"\\\\|\\par(?![A-Za-z@])|\n\s*\n|\\end\s*\{")
+_ACRO_DEF = re.compile(r"\\(DeclareAcronym|acro|acrodef|newacronym)(?![A-Za-z@])")
 
 
 @cache
@@ -534,7 +122,7 @@ def _symbols() -> dict[str, str]:
             argspec = getattr(getattr(wspec, "args_parser", None), "argspec", "")
             if isinstance(repl, str) and "%" not in repl and not argspec:
                 table[name] = repl
-    table.update(_SYMBOLS_OVERRIDE)
+    table.update(T.SYMBOLS_OVERRIDE)
     return table
 
 
@@ -554,11 +142,6 @@ def _accent(fragment: str) -> str:
         return re.sub(r"\\.|[{}]", "", fragment)
 
 
-@cache
-def _env_end_re(name: str) -> re.Pattern[str]:
-    return re.compile(r"\\(begin|end)\s*\{" + re.escape(name) + r"\}")
-
-
 def _si_units(units: str) -> str:
     """siunitx unit macros (`\\kilo\\meter\\per\\second`) -> `km s^-1`; literal units pass through."""
     out: list[str] = []
@@ -567,78 +150,20 @@ def _si_units(units: str) -> str:
         word, literal = m.group(1), m.group(2)
         if literal:
             out.append(literal)
-        elif word in _SI_PREFIX:
-            prefix += _SI_PREFIX[word]
+        elif word in T.SI_PREFIX:
+            prefix += T.SI_PREFIX[word]
         elif word == "per":
             per = True
-        elif word in _SI_POWER and out:
-            out[-1] += _SI_POWER[word]
+        elif word in T.SI_POWER and out:
+            out[-1] += T.SI_POWER[word]
         elif word in ("of", "tothe", "raiseto"):
             continue
         else:
-            unit = prefix + _SI.get(word, word)
+            unit = prefix + T.SI.get(word, word)
             prefix = ""
             out.append(unit + "^-1" if per else unit)
             per = False
     return " ".join(out)
-
-
-def _read_arg(src: str, pos: int) -> tuple[str | None, int]:
-    """A mandatory argument (group content or a single token), or None when there is none."""
-    pos = _WS.match(src, pos).end()
-    if pos >= len(src):
-        return None, pos
-    c = src[pos]
-    if c == "{":
-        end = match_brace(src, pos)
-        if end < 0:
-            return None, pos
-        return src[pos + 1 : end - 1], end
-    if c in "}[]":
-        return None, pos
-    if c == "\\":
-        m = _CS.match(src, pos)
-        return m.group(), m.end()
-    return c, pos + 1
-
-
-def _read_opt(src: str, pos: int) -> tuple[str | None, int]:
-    p = _WS.match(src, pos).end()
-    if p < len(src) and src[p] == "[":
-        end = match_bracket(src, p)
-        if end > 0:
-            return src[p + 1 : end - 1], end
-    return None, pos
-
-
-def _read_args(src: str, pos: int, spec: str) -> tuple[list[str | None], int]:
-    args: list[str | None] = []
-    for s in spec:
-        if s == "*":
-            if pos < len(src) and src[pos] == "*":
-                pos += 1
-        elif s == "[":
-            a, pos = _read_opt(src, pos)
-            args.append(a)
-        elif s == "g":  # a brace group only if one follows
-            p = _WS.match(src, pos).end()
-            a, pos = _read_arg(src, pos) if src.startswith("{", p) else (None, pos)
-            args.append(a)
-        else:
-            a, pos = _read_arg(src, pos)
-            args.append(a)
-    return args, pos
-
-
-_ACRO_DEF = re.compile(r"\\(DeclareAcronym|acro|acrodef|newacronym)(?![A-Za-z@])")
-_ACRO_USE = {  # command -> (form, plural, capitalised); form: s(hort), l(ong), f(ull), a(uto: full once)
-    "ac": ("a", False, False), "Ac": ("a", False, True), "acp": ("a", True, False), "Acp": ("a", True, True),
-    "acs": ("s", False, False), "acsp": ("s", True, False), "acl": ("l", False, False), "Acl": ("l", False, True),
-    "aclp": ("l", True, False), "Aclp": ("l", True, True), "acf": ("f", False, False), "Acf": ("f", False, True),
-    "acfp": ("f", True, False), "gls": ("a", False, False), "Gls": ("a", False, True),
-    "glspl": ("a", True, False), "Glspl": ("a", True, True), "acrshort": ("s", False, False),
-    "acrlong": ("l", False, False), "acrfull": ("f", False, False), "glsentryshort": ("s", False, False),
-}
 
 
 def _keyvals(text: str) -> dict[str, str]:
@@ -660,17 +185,17 @@ def _acronyms(text: str) -> dict[str, tuple[str, str, str, str]]:
     table = {}
     for m in _ACRO_DEF.finditer(text):
         if m.group(1) == "DeclareAcronym":
-            (key, vals), _ = _read_args(text, m.end(), "{{")
+            (key, vals), _ = read_args(text, m.end(), "{{")
             kv = _keyvals(vals or "")
             short, long = kv.get("short", key or ""), kv.get("long", "")
             short_pl = kv.get("short-plural-form", short + kv.get("short-plural", "s"))
             long_pl = kv.get("long-plural-form", long + kv.get("long-plural", "s"))
         elif m.group(1) == "newacronym":
-            (_, key, short, long), _ = _read_args(text, m.end(), "[{{{")
+            (_, key, short, long), _ = read_args(text, m.end(), "[{{{")
             short, long = short or "", long or ""
             short_pl, long_pl = short + "s", long + "s"
         else:
-            (key, short, long), _ = _read_args(text, m.end(), "{[{")
+            (key, short, long), _ = read_args(text, m.end(), "{[{")
             short, long = short or key or "", long or ""
             short_pl, long_pl = short + "s", long + "s"
         if key:
@@ -692,6 +217,8 @@ class _Converter:
         self.acronyms: dict[str, tuple[str, str, str, str]] = {}
         self.acronyms_used: set[str] = set()
         self.unknown = 0  # prose commands we knew nothing about (name dropped, argument text kept)
+        self.losses: Counter[tuple[str, str]] = Counter()
+        self.lists: list[int] = []  # open lists: items numbered so far, -1 for unnumbered
 
     def inline(self, src: str) -> str:
         """Convert a fragment (an argument) to one line of text."""
@@ -734,120 +261,185 @@ class _Converter:
                 pos = i + 1
 
     def command(self, src: str, i: int) -> int:
-        m = _CS.match(src, i)
+        """One control sequence at `i`: its handler from `_HANDLERS`, else a text symbol, else
+        transparent (name dropped), else unknown (name dropped and counted)."""
+        m = CS.match(src, i)
         if m is None:
             return i + 1
         name, pos = m.group(1), m.end()
         if name.isalpha() and pos < len(src) and src[pos] == "*":
             pos += 1
-        if name == "begin":
-            return self.begin(src, pos)
-        if name == "end":
-            env, p = _read_arg(src, pos)
-            if env is not None and env.strip() not in _FLOATS:
-                self.out.append("\n\n")
-            return p if env is not None else pos
-        if name in _SECTIONS or name in ("paragraph", "subparagraph"):
-            (short, title), pos = _read_args(src, pos, "[{")
-            text = self.inline(title or "")
-            if name in _SECTIONS:
-                self.headings += 1
-                self.out.append(f"\n\n{'#' * _SECTIONS[name]} {text}\n\n")
-            elif text:
-                self.out.append(f"\n\n**{text}** ")
-            return pos
-        if name in _CITES:
-            return self.citation(src, pos)
-        if name in _REFS:
-            key, pos = _read_arg(src, pos)
-            self.out.append(self.marker("ref", key or "", self.options.references))
-            return pos
-        if name in _DROP:
-            return _read_args(src, pos, _DROP[name])[1]
-        if name in ("footnote", "footnotetext"):
-            (_, note), pos = _read_args(src, pos, "[{")
-            text = self.inline(note or "")
-            if text:
-                self.out.append(f" ({text})")
-            return pos
-        if name in ("caption", "tablecaption"):
-            (_, cap), pos = _read_args(src, pos, "[{")
-            if self.options.captions and cap:
-                self.out.append(f"\n\n{self.inline(cap)}\n\n")
-            return pos
-        if name in ("url", "nolinkurl", "path"):
-            url, pos = _read_arg(src, pos)
-            self.out.append(url or "")
-            return pos
-        if name in _KEEP_SECOND:
-            (_, _, second), pos = _read_args(src, pos, "[{{")
-            self.out.append(self.inline(second or ""))
-            return pos
-        if name in _KEEP_FIRST:
-            (first, _), pos = _read_args(src, pos, "{{")
-            self.out.append(self.inline(first or ""))
-            return pos
-        if name in _BOX_ARGS:
-            return _read_args(src, pos, _BOX_ARGS[name])[1]  # the box content follows as text
-        if name == "item":
-            label, pos = _read_opt(src, pos)
-            self.out.append("\n- " + (self.inline(label) + " " if label else ""))
-            return pos
-        if name == "\\":  # line break, with its optional star and [length]
-            self.out.append("\n")
-            return _read_args(src, pos, "*[")[1]
-        if name in ("enquote", "textquote"):
-            arg, pos = _read_arg(src, pos)
-            self.out.append(f'"{self.inline(arg or "")}"')
-            return pos
-        if name == "ion":  # AAS \ion{Ca}{2} -> Ca II
-            (element, stage), pos = _read_args(src, pos, "{{")
-            self.out.append(f"{self.inline(element or '')} {_roman((stage or '').strip())}")
-            return pos
-        if name == "edit" and pos < len(src) and src[pos].isdigit():  # AAS \edit1{...}: the text stays
-            return pos + 1
-        if name in _HEADING_LIKE:
-            self.headings += 1
-            self.out.append(f"\n\n## {_HEADING_LIKE[name]}\n\n")
-            return pos
-        if name == "[":
-            close = _find_cs(src, pos, "]")
-            return self.display(src[pos:close], close + 2 if close >= 0 else len(src))
-        if name == "(":
-            close = _find_cs(src, pos, ")")
-            return self.inline_math(src[pos:close], close + 2 if close >= 0 else len(src))
-        if name == "ensuremath":
-            arg, pos = _read_arg(src, pos)
-            return self.inline_math(arg or "", pos)
-        if name in ("verb", "lstinline"):
-            return self.verb(src, pos)
-        if name == "iffalse":
-            return _skip_conditional(src, pos)
-        if name in _ASSIGNMENTS:
-            return _ASSIGN.match(src, pos).end()
-        if name in _ACRO_USE and self.acronyms:
-            return self.acronym(name, src, pos)
-        if name in _SIUNITX:
-            return self.siunitx(name, src, pos)
-        if name in _ACCENTS:
-            arg, p = _read_arg(src, pos)
-            if arg is None:
-                return pos
-            self.out.append(_accent(src[i:p]))
-            return p
+        handler = _HANDLERS.get(name)
+        if handler is not None:
+            end = handler(self, name, src, i, pos)
+            if end is not None:
+                return end
         sym = self.symbols.get(name)
         if sym is not None:
             self.out.append(sym)
             return pos
-        if name in _TRANSPARENT:
+        if name in T.TRANSPARENT:
+            return pos
+        if name[:2] == "fa" and name[2:3].isupper():  # a fontawesome icon: no text to lose
             return pos
         # unknown macro: drop its name (and an optional argument glued to it); its groups follow as text
         self.unknown += 1
+        self.losses["command", "\\" + name] += 1
         if pos < len(src) and src[pos] == "[":
-            opt, p = _read_opt(src, pos)
+            opt, p = read_opt(src, pos)
             if opt is not None and len(opt) < 80:
                 return p
         return pos
+
+    # -- command handlers: (name, src, i = the backslash, pos = after the name) -> end, or None
+    # to fall through to the symbol / transparent / unknown default -----------------------------
+    def h_begin(self, name: str, src: str, i: int, pos: int) -> int:
+        return self.begin(src, pos)
+
+    def h_end(self, name: str, src: str, i: int, pos: int) -> int:
+        env, p = read_arg(src, pos)
+        if env is not None and env.strip() in T.LIST_ENVS and self.lists:
+            self.lists.pop()
+        if env is not None and env.strip() not in T.FLOATS:
+            self.out.append("\n\n")
+        return p if env is not None else pos
+
+    def h_keywords(self, name: str, src: str, i: int, pos: int) -> int:
+        words, pos = read_arg(src, pos)
+        text = self.inline(words or "")
+        if text:
+            self.out.append(f"\n\nKeywords: {text}\n\n")
+        return pos
+
+    def h_multicolumn(self, name: str, src: str, i: int, pos: int) -> int:
+        """`\\multicolumn{n}{spec}{text}`, `\\multirow{n}{width}{text}`, `\\makecell[..]{a\\\\b}`: the text."""
+        spec = {"multicolumn": "{{{", "multirow": "[{[{[{", "makecell": "[{", "thead": "[{"}[name]
+        args, pos = read_args(src, pos, spec)
+        self.out.append(self.inline(args[-1] or ""))
+        return pos
+
+    def h_section(self, name: str, src: str, i: int, pos: int) -> int:
+        (short, title), pos = read_args(src, pos, "[{")
+        text = self.inline(title or "")
+        if name in T.SECTIONS:
+            self.headings += 1
+            self.out.append(f"\n\n{'#' * T.SECTIONS[name]} {text}\n\n")
+        elif text:
+            self.out.append(f"\n\n**{text}** ")
+        return pos
+
+    def h_cite(self, name: str, src: str, i: int, pos: int) -> int:
+        return self.citation(src, pos)
+
+    def h_ref(self, name: str, src: str, i: int, pos: int) -> int:
+        key, pos = read_arg(src, pos)
+        self.out.append(self.marker("ref", key or "", self.options.references))
+        return pos
+
+    def h_drop(self, name: str, src: str, i: int, pos: int) -> int:
+        return read_args(src, pos, T.DROP[name])[1]
+
+    def h_footnote(self, name: str, src: str, i: int, pos: int) -> int:
+        (_, note), pos = read_args(src, pos, "[{")
+        text = self.inline(note or "")
+        if text:
+            self.out.append(f" ({text})")
+        return pos
+
+    def h_caption(self, name: str, src: str, i: int, pos: int) -> int:
+        (_, cap), pos = read_args(src, pos, "[{")
+        if self.options.captions and cap:
+            self.out.append(f"\n\n{self.inline(cap)}\n\n")
+        return pos
+
+    def h_url(self, name: str, src: str, i: int, pos: int) -> int:
+        url, pos = read_arg(src, pos)
+        self.out.append(url or "")
+        return pos
+
+    def h_keep_second(self, name: str, src: str, i: int, pos: int) -> int:
+        (_, _, second), pos = read_args(src, pos, "[{{")
+        self.out.append(self.inline(second or ""))
+        return pos
+
+    def h_keep_first(self, name: str, src: str, i: int, pos: int) -> int:
+        (first, _), pos = read_args(src, pos, "{{")
+        self.out.append(self.inline(first or ""))
+        return pos
+
+    def h_box(self, name: str, src: str, i: int, pos: int) -> int:
+        return read_args(src, pos, T.BOX_ARGS[name])[1]  # the box content follows as text
+
+    def h_item(self, name: str, src: str, i: int, pos: int) -> int:
+        label, pos = read_opt(src, pos)
+        if self.lists and self.lists[-1] >= 0:  # enumerate: its number, or the label it was given
+            self.lists[-1] += 1
+            self.out.append(f"\n{self.inline(label) if label else f'{self.lists[-1]}.'} ")
+        else:
+            self.out.append("\n- " + (self.inline(label) + " " if label else ""))
+        return pos
+
+    def h_newline(self, name: str, src: str, i: int, pos: int) -> int:  # with its optional star and [length]
+        self.out.append("\n")
+        return read_args(src, pos, "*[")[1]
+
+    def h_quote(self, name: str, src: str, i: int, pos: int) -> int:
+        arg, pos = read_arg(src, pos)
+        self.out.append(f'"{self.inline(arg or "")}"')
+        return pos
+
+    def h_ion(self, name: str, src: str, i: int, pos: int) -> int:  # AAS \ion{Ca}{2} -> Ca II
+        (element, stage), pos = read_args(src, pos, "{{")
+        self.out.append(f"{self.inline(element or '')} {_roman((stage or '').strip())}")
+        return pos
+
+    def h_edit(self, name: str, src: str, i: int, pos: int) -> int | None:  # AAS \edit1{...}: the text stays
+        return pos + 1 if pos < len(src) and src[pos].isdigit() else None
+
+    def h_heading_like(self, name: str, src: str, i: int, pos: int) -> int:
+        self.headings += 1
+        self.out.append(f"\n\n## {T.HEADING_LIKE[name]}\n\n")
+        return pos
+
+    def h_display_open(self, name: str, src: str, i: int, pos: int) -> int:
+        close = find_cs(src, pos, "]")
+        if close < 0:  # unclosed: counted; what follows is read as prose
+            self.losses["math", "unclosed \\["] += 1
+            return pos
+        return self.display(src[pos:close], close + 2)
+
+    def h_inline_open(self, name: str, src: str, i: int, pos: int) -> int:
+        close = find_cs(src, pos, ")")
+        if close < 0:
+            self.losses["math", "unclosed \\("] += 1
+            return pos
+        return self.inline_math(src[pos:close], close + 2)
+
+    def h_ensuremath(self, name: str, src: str, i: int, pos: int) -> int:
+        arg, pos = read_arg(src, pos)
+        return self.inline_math(arg or "", pos)
+
+    def h_verb(self, name: str, src: str, i: int, pos: int) -> int:
+        return self.verb(src, pos)
+
+    def h_iffalse(self, name: str, src: str, i: int, pos: int) -> int:
+        return _skip_conditional(src, pos)
+
+    def h_assignment(self, name: str, src: str, i: int, pos: int) -> int:
+        return T.ASSIGN.match(src, pos).end()
+
+    def h_acronym(self, name: str, src: str, i: int, pos: int) -> int | None:
+        return self.acronym(name, src, pos) if self.acronyms else None
+
+    def h_siunitx(self, name: str, src: str, i: int, pos: int) -> int:
+        return self.siunitx(name, src, pos)
+
+    def h_accent(self, name: str, src: str, i: int, pos: int) -> int:
+        arg, p = read_arg(src, pos)
+        if arg is None:
+            return pos
+        self.out.append(_accent(src[i:p]))
+        return p
 
     def marker(self, kind: str, keys: str, mode: Markers) -> str:
         if mode == "drop":
@@ -857,7 +449,7 @@ class _Converter:
         return f"[{kind}]"
 
     def citation(self, src: str, pos: int) -> int:
-        (pre, post, keys), pos = _read_args(src, pos, "[[{")
+        (pre, post, keys), pos = read_args(src, pos, "[[{")
         if post is None and pre is not None:  # one optional argument is the post-note
             pre, post = None, pre
         parts = [
@@ -870,12 +462,12 @@ class _Converter:
 
     def acronym(self, name: str, src: str, pos: int) -> int:
         """`\\ac{GW}` -> "gravitational wave (GW)" the first time, "GW" after; plural and long forms too."""
-        (_, key), pos = _read_args(src, pos, "[{")
+        (_, key), pos = read_args(src, pos, "[{")
         key = (key or "").strip()
         if key not in self.acronyms:
             self.out.append(key)
             return pos
-        form, plural, capital = _ACRO_USE[name]
+        form, plural, capital = T.ACRO_USE[name]
         short, long, short_pl, long_pl = self.acronyms[key]
         s, lo = (short_pl, long_pl) if plural else (short, long)
         if form == "a":
@@ -887,8 +479,8 @@ class _Converter:
 
     def siunitx(self, name: str, src: str, pos: int) -> int:
         """siunitx in prose: numbers (`N`) and units (`U`) per command, e.g. `\\qty{3}{\\km}` -> `3 km`."""
-        spec, kinds = _SIUNITX[name]
-        args, pos = _read_args(src, pos, spec)
+        spec, kinds = T.SIUNITX[name]
+        args, pos = read_args(src, pos, spec)
         vals = [a or "" for a, s in zip(args, spec.replace("*", ""), strict=True) if s == "{"]
         nums = [_si_number(self.inline(v) if "\\" in v else v) for v, k in zip(vals, kinds, strict=False) if k == "N"]
         units = [_si_units(v) for v, k in zip(vals, kinds, strict=False) if k == "U"]
@@ -913,8 +505,9 @@ class _Converter:
     def dollar_math(self, src: str, i: int) -> int:
         display = src.startswith("$$", i)
         start = i + (2 if display else 1)
-        end = _math_end(src, start, "$$" if display else "$")
-        if end < 0:  # an unclosed $: drop it, keep going
+        end = math_end(src, start, "$$" if display else "$")
+        if end < 0:  # an unclosed $: drop it, count it, keep going
+            self.losses["math", "unclosed $$" if display else "unclosed $"] += 1
             return start
         inner = src[start:end]
         return self.display(inner, end + 2) if display else self.inline_math(inner, end + 1)
@@ -940,32 +533,56 @@ class _Converter:
 
     # -- environments ------------------------------------------------------------------------
     def begin(self, src: str, pos: int) -> int:
-        env, p = _read_arg(src, pos)
+        env, p = read_arg(src, pos)
         if env is None:
             return pos
         env = env.strip()
         body_start, args = p, []
-        if env in _ENV_ARGS:
-            args, body_start = _read_args(src, p, _ENV_ARGS[env])
-        close = _env_end(src, env, p)
-        if env in _DISPLAY:
+        if env in T.ENV_ARGS:
+            args, body_start = read_args(src, p, T.ENV_ARGS[env])
+        close = env_end(src, env, p)
+        if env in T.DISPLAY:
             if close is None:
                 return body_start
             wrap_arg = f"{{{args[0]}}}" if env.startswith("alignat") and args and args[0] else ""
-            return self.display(src[body_start : close.start()], close.end(), _ALIGNED.get(env), wrap_arg)
-        if env in _FLOATS or env in _DROP_ENVS or env in _CODE_ENVS:
+            return self.display(src[body_start : close.start()], close.end(), T.ALIGNED.get(env), wrap_arg)
+        if env in T.TABULAR_ENVS and close is not None:
+            rows_start = read_args(src, p, T.TABULAR_ENVS[env])[1]
+            self.table(src[rows_start : close.start()])
+            return close.end()
+        if env in T.ALGORITHMIC_ENVS and close is not None:
+            self.algorithm(src[body_start : close.start()])
+            return close.end()
+        if env in T.FLOATS or env in T.DROP_ENVS or env in T.CODE_ENVS:
             if close is None:
                 return body_start  # unclosed: read on as prose rather than lose the rest
-            if env in _FLOATS and self.options.captions:
-                self.captions(src, body_start, close.start(), "Table" if "table" in env else "Figure")
-            elif env in _CODE_ENVS:
-                self.out.append("\n\n```\n" + src[body_start : close.start()].strip("\n") + "\n```\n\n")
+            if env in T.FLOATS and env not in T.ENV_ARGS:
+                body_start = read_opt(src, body_start)[1]  # placement: [t], [htbp]
+            body = src[body_start : close.start()]
+            kind = "Table" if "table" in env else "Algorithm" if env.startswith("algorithm") else "Figure"
+            if env in T.FLOATS and self.options.captions:
+                self.captions(src, body_start, close.start(), kind)
+            if env in T.DELUXE:
+                self.deluxetable(body)
+            elif env in T.TABLE_FLOATS:
+                for m in _TABULAR_BEGIN.finditer(body):
+                    self.begin(body, m.end() - 1 - len(m.group(1)) - 1)
+            elif kind == "Algorithm":
+                self.algorithm_float(body)
+            elif env in T.CODE_ENVS:
+                self.out.append("\n\n```\n" + body.strip("\n") + "\n```\n\n")
+            elif env in T.DROP_ENVS and env not in T.NOT_TEXT_ENVS:
+                self.losses["environment", env] += 1
             return close.end()
-        if body_start < len(src) and src[body_start] == "[" and env not in _ENV_ARGS:
-            body_start = _read_opt(src, body_start)[1]  # enumitem-style options: [leftmargin=*]
-        if env in _HEADING_LIKE:
+        if body_start < len(src) and src[body_start] == "[" and env not in T.ENV_ARGS:
+            body_start = read_opt(src, body_start)[1]  # enumitem-style options: [leftmargin=*]
+        if env in T.LIST_ENVS:
+            self.lists.append(0 if env in T.NUMBERED_LISTS else -1)
+        if env in T.KEYWORD_ENVS:
+            self.out.append("\n\nKeywords: ")
+        elif env in T.HEADING_LIKE:
             self.headings += 1
-            self.out.append(f"\n\n## {_HEADING_LIKE[env]}\n\n")
+            self.out.append(f"\n\n## {T.HEADING_LIKE[env]}\n\n")
         else:
             self.out.append("\n\n")
         return body_start  # any other environment is transparent: its content is prose
@@ -973,10 +590,184 @@ class _Converter:
     def captions(self, src: str, start: int, end: int, kind: str) -> None:
         for m in _CAPTION.finditer(src, start, end):
             spec = "{[{" if m.group(1) == "captionof" else "[{"
-            args, _ = _read_args(src[:end], m.end(), spec)
+            args, _ = read_args(src[:end], m.end(), spec)
             text = self.inline(args[-1] or "")
             if text:
                 self.out.append(f"\n\n{kind}: {text}\n\n")
+
+    # -- tables and algorithms ---------------------------------------------------------------
+    def table(self, rows_tex: str) -> None:
+        """Rows (`\\\\`-separated, cells `&`-separated) -> a Markdown table: the first row is its
+        header, one row per line, cells in order; rules dropped, multi-column cells flattened."""
+        if self.options.tables == "drop":
+            return
+        rows: list[list[str]] = []
+        for row in _split_top(T.TABLE_RULES.sub(" ", rows_tex), _ROW_SEP):
+            cells: list[str] = []
+            for cell in _split_top(row, _CELL_SEP):
+                cells.append(self.inline(cell).replace("|", "\\|"))
+                span = _MULTICOLUMN.match(cell)
+                cells += [""] * (int(span.group(1)) - 1 if span else 0)
+            if any(cells):
+                rows.append(cells)
+        if not rows:
+            return
+        width = max(len(r) for r in rows)
+        lines = ["| " + " | ".join(r + [""] * (width - len(r))) + " |" for r in rows]
+        lines.insert(1, "|" + "---|" * width)
+        self.out.append("\n\n" + "\n".join(lines) + "\n\n")
+
+    def deluxetable(self, body: str) -> None:
+        """AASTeX: column heads in `\\tablehead` (some papers put rows there too), rows between
+        `\\startdata` and `\\enddata`; the first head row is the Markdown header."""
+        head, _ = read_arg(body, m.end()) if (m := _TABLEHEAD.search(body)) else (None, 0)
+        start, end = body.find("\\startdata"), body.find("\\enddata")
+        rows = body[start + len("\\startdata") : end if end > start else len(body)] if start >= 0 else ""
+        self.table(_COLHEAD.sub("", head or "") + "\\\\" + rows)
+
+    def algorithm_float(self, body: str) -> None:
+        """An `algorithm` float: its algorithmic environments, or algorithm2e lines ending in `\\;`."""
+        if any(m.group(1) in T.ALGORITHMIC_ENVS for m in _ANY_BEGIN.finditer(body)):
+            for m in _ANY_BEGIN.finditer(body):
+                if m.group(1) in T.ALGORITHMIC_ENVS:
+                    self.begin(body, m.end() - len(m.group(1)) - 2)
+            return
+        self.numbered(self.algorithm2e(_CAPTION_OR_LABEL.sub("", body)))
+
+    def algorithm2e(self, src: str) -> list[str]:
+        """algorithm2e's body -> lines: statements end at `\\;` or `\\\\`; `\\For{c}{body}` and the
+        other blocks open "for c do" ... "end"; `\\KwIn{x}` and any `\\Keyword{x}` opening a line
+        (`\\SetKwInput` ones) become "Keyword: x"; `\\tcc{x}` a "▷ x" line."""
+        lines: list[str] = []
+        start = pos = 0
+
+        def flush(end: int) -> None:
+            text = self.inline(src[start:end])
+            if text:
+                lines.append(text)
+
+        while (m := _ALG2E_TOKEN.search(src, pos)) is not None:
+            name = m.group(1)
+            if name is None:  # \; or \\: end of a statement
+                flush(m.start())
+                start = pos = m.end()
+                continue
+            at_line_start = not src[start : m.start()].strip()
+            if name in T.ALG2E_BLOCKS:
+                flush(m.start())
+                opener, closer = T.ALG2E_BLOCKS[name]
+                (cond, block), end = read_args(src, m.end(), "{{" if "{c}" in opener else "{")
+                lines.append(opener.replace("{c}", self.inline(cond or "")) if "{c}" in opener else opener)
+                lines += self.algorithm2e(block or "")
+                if name == "eIf":
+                    other, end = read_arg(src, end)
+                    lines += ["else", *self.algorithm2e(other or "")]
+                if closer:
+                    lines.append(closer)
+                start = pos = end
+            elif at_line_start and src.startswith("{", m.end()) and name not in T.TRANSPARENT:
+                flush(m.start())
+                arg, end = read_arg(src, m.end())
+                label = T.ALG2E_LABELS.get(name, name)
+                text = self.inline(arg or "")
+                lines.append(label.replace("{x}", text) if "{x}" in label else f"{label}: {text}")
+                start = pos = end
+            else:
+                pos = m.end()
+        flush(len(src))
+        return lines
+
+    def algorithm(self, body: str) -> None:
+        """algorithmic/algpseudocode -> numbered lines ("if c then", "end for", ...)."""
+        lines: list[str] = []
+        pieces = _ALG_LINE.split(body)  # [before, cmd, rest, cmd, rest, ...]
+        for cmd, rest in zip(pieces[1::2], pieces[2::2], strict=True):
+            if cmd in ("Comment", "COMMENT"):
+                arg, p = read_arg(rest, 0)
+                note = f"▷ {self.inline(arg or '')}"
+                if lines:
+                    lines[-1] += " " + note
+                else:
+                    lines.append(note)
+                rest = rest[p:]
+                if self.inline(rest):
+                    lines.append(self.inline(rest))
+                continue
+            before, nargs, after = T.ALGORITHM_LINES[cmd]
+            args, p = read_args(rest, 0, "{" * nargs)
+            words = [before]
+            if cmd in ("Procedure", "Function"):
+                words.append(f"{self.inline(args[0] or '')}({self.inline(args[1] or '')})")
+            else:
+                words += [self.inline(a or "") for a in args]
+            words += [after, self.inline(rest[p:])]
+            lines.append(" ".join(w for w in words if w))
+        self.numbered([x for x in lines if x])
+
+    def numbered(self, lines: list[str]) -> None:
+        if lines:
+            self.out.append("\n\n" + "\n".join(f"{n}. {x}" for n, x in enumerate(lines, 1)) + "\n\n")
+
+
+
+def _handlers() -> dict[str, Callable[..., int | None]]:
+    """Command name -> `_Converter` handler. Built in priority order: a name listed in two tables
+    (e.g. `\\today` in DROP and in the symbols) goes to the first."""
+    C = _Converter
+    groups: list[tuple[Iterable[str], Callable[..., int | None]]] = [
+        (["begin"], C.h_begin),
+        (["end"], C.h_end),
+        ([*T.SECTIONS, "paragraph", "subparagraph"], C.h_section),
+        (T.CITES, C.h_cite),
+        (T.REFS, C.h_ref),
+        (T.DROP, C.h_drop),
+        (["footnote", "footnotetext"], C.h_footnote),
+        (["caption", "tablecaption"], C.h_caption),
+        (["url", "nolinkurl", "path"], C.h_url),
+        (T.KEEP_SECOND, C.h_keep_second),
+        (T.KEEP_FIRST, C.h_keep_first),
+        (T.BOX_ARGS, C.h_box),
+        (["item"], C.h_item),
+        (["\\"], C.h_newline),
+        (["enquote", "textquote"], C.h_quote),
+        (["ion"], C.h_ion),
+        (["edit"], C.h_edit),
+        (T.HEADING_LIKE, C.h_heading_like),
+        (["["], C.h_display_open),
+        (["("], C.h_inline_open),
+        (["ensuremath"], C.h_ensuremath),
+        (["keywords"], C.h_keywords),
+        (["multicolumn", "multirow", "makecell", "thead"], C.h_multicolumn),
+        (["verb", "lstinline"], C.h_verb),
+        (["iffalse"], C.h_iffalse),
+        (T.ASSIGNMENTS, C.h_assignment),
+        (T.ACRO_USE, C.h_acronym),
+        (T.SIUNITX, C.h_siunitx),
+        (T.ACCENTS, C.h_accent),
+    ]
+    table: dict[str, Callable[..., int | None]] = {}
+    for names, handler in groups:
+        for n in names:
+            table.setdefault(n, handler)
+    return table
+
+
+_HANDLERS = _handlers()
+
+def _split_top(text: str, sep: re.Pattern[str]) -> list[str]:
+    """`text` split where `sep` matches outside braces (`\\&`, and separators inside groups, stay)."""
+    parts, depth, start = [], 0, 0
+    for m in sep.finditer(text):
+        if m.group("sep") is not None:
+            if depth == 0:
+                parts.append(text[start : m.start()])
+                start = m.end()
+        elif m.group() == "{":
+            depth += 1
+        elif m.group() == "}":
+            depth = max(depth - 1, 0)
+    parts.append(text[start:])
+    return parts
 
 
 def _typo(m: re.Match[str]) -> str:
@@ -1007,42 +798,6 @@ def _si_number(value: str) -> str:
     return value
 
 
-def _find_cs(src: str, pos: int, char: str) -> int:
-    """Position of the next `\\<char>` (e.g. `\\]`), skipping other escapes, or -1."""
-    for m in _CS.finditer(src, pos):
-        if m.group(1) == char:
-            return m.start()
-    return None
-
-
-def _math_end(src: str, pos: int, delim: str) -> int:
-    """Position of the `$`/`$$` closing math opened before `pos`, or -1; `$` inside braces
-    (`\\text{$x$}`) nest, and a blank line ends the search (TeX refuses paragraphs in math)."""
-    depth = 0
-    for m in _MATH_TOKEN.finditer(src, pos):
-        c = m.group()
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth = max(depth - 1, 0)
-        elif c == "$":
-            if depth == 0 and (delim == "$" or src.startswith("$$", m.start())):
-                return m.start()
-        elif c[0] == "\n":
-            return -1
-    return -1
-
-
-def _env_end(src: str, env: str, pos: int) -> re.Match[str] | None:
-    """The `\\end{env}` matching a `\\begin{env}` just before `pos` (same-name nesting counted), or None."""
-    depth = 1
-    for m in _env_end_re(env).finditer(src, pos):
-        depth += 1 if m.group(1) == "begin" else -1
-        if depth == 0:
-            return m
-    return None
-
-
 def _skip_conditional(src: str, pos: int) -> int:
     """Past the `\\fi` closing an `\\iffalse` (nested conditionals counted); the end when unclosed."""
     depth = 1
@@ -1058,10 +813,49 @@ def _take_title(text: str) -> tuple[str | None, str]:
     m = _TITLE.search(text)
     if not m:
         return None, text
-    (_, title), end = _read_args(text, m.end(), "[{")
+    (_, title), end = read_args(text, m.end(), "[{")
     if title is None:
         return None, text
     return title, text[: m.start()] + text[end:]
+
+
+def _document_end(body: str) -> int:
+    """Where `\\end{document}` is, skipping verbatim-like blocks that merely show one; the end of
+    `body` when there is none."""
+    pos = 0
+    while (m := _END_OR_VERBATIM.search(body, pos)) is not None:
+        if m.group(1) is None:
+            return m.start()
+        close = env_end(body, m.group(1), m.end())
+        if close is None:
+            break
+        pos = close.end()
+    return len(body)
+
+
+def _title_block(body: str) -> tuple[str | None, str]:
+    """A title hand-built from layout commands when there is no `\\title`: the first group set in
+    `\\LARGE`/`\\Large`/`\\huge`/`\\Huge` inside a `center`/`titlepage`/`flushleft` block before the
+    first section. Returns the title and the body without that block (its author and school
+    lines are front matter, as `\\author` is)."""
+    section = _FIRST_SECTION.search(body)
+    head = body[: section.start()] if section else body
+    for m in _TITLE_BLOCK.finditer(head):
+        close = env_end(body, m.group(1), m.end())
+        if close is None:
+            continue
+        block = body[m.end() : close.start()]
+        size = _BIG_FONT.search(block)
+        if size is None:
+            continue
+        group_start = block.rfind("{", 0, size.start())
+        if group_start >= 0 and match_brace(block, group_start) > size.end():
+            title = block[size.end() : match_brace(block, group_start) - 1]
+        else:  # `\\LARGE Title \\\\`: to the line break
+            stop = _LINE_BREAK.search(block, size.end())
+            title = block[size.end() : stop.start() if stop else len(block)]
+        return title, body[: m.start()] + body[close.end() :]
+    return None, body
 
 
 def _take_abstract(text: str) -> tuple[str | None, str]:
@@ -1074,8 +868,8 @@ def _take_abstract(text: str) -> tuple[str | None, str]:
         return None, text
     parts, pos = [], m.end()
     while True:
-        arg, p = _read_arg(text, pos)
-        if arg is None or not text[_WS.match(text, pos).end()] == "{":
+        arg, p = read_arg(text, pos)
+        if arg is None or not text[WS.match(text, pos).end()] == "{":
             break
         parts.append(arg)
         pos = p
@@ -1088,7 +882,11 @@ def _tidy(text: str) -> str:
     """Collapse spaces, trim lines, at most one blank line; fenced code blocks keep their layout."""
     if "```" in text:
         parts = _FENCED.split(text)
-        return "\n\n".join(filter(None, (p.strip("\n") if i % 2 else _tidy(p) for i, p in enumerate(parts))))
+        return "\n\n".join(filter(None, (p.strip("\n") if i % 2 else _tidy_prose(p) for i, p in enumerate(parts))))
+    return _tidy_prose(text)
+
+
+def _tidy_prose(text: str) -> str:
     text = _SPACES.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))
     text = _BLANKS.sub("\n\n", text)
@@ -1117,8 +915,9 @@ def _convert(tex: str, options: TextOptions, preamble: str) -> LatexText:
     abstract_tex, expanded = _take_abstract(expanded)
     begin = _BEGIN_DOC.search(expanded)
     body = expanded[begin.end() :] if begin else expanded
-    end = _END_DOC.search(body)
-    body = body[: end.start()] if end else body
+    body = body[: _document_end(body)]
+    if title_tex is None:
+        title_tex, body = _title_block(body)
 
     conv = _Converter(options)
     conv.acronyms = _acronyms(expanded) if "\\ac" in expanded or "\\gls" in expanded else {}
@@ -1143,6 +942,7 @@ def _convert(tex: str, options: TextOptions, preamble: str) -> LatexText:
         headings=len(_HEADING_LINE.findall(text)),
         math_spans=conv.math,
         unknown_commands=conv.unknown,
+        losses=stats.losses + conv.losses,
     )
 
 
@@ -1155,23 +955,3 @@ def convert_eprint(source: Path | bytes, options: TextOptions = TextOptions()) -
     return latex_to_text(flat.text, options, preamble="\n".join(flat.packages.values())), flat
 
 
-def _print_table(folder: Path) -> None:
-    """`python -m astrodata.latex.to_text DIR`: per e-print words, residue, macros, missing inputs."""
-    from astrodata.sources.eprints import iter_local_eprints
-
-    print("| e-print | words | residue/1k | headings | math spans | macros expanded | unknown commands | missing inputs |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
-    for eprint_id, path in iter_local_eprints(folder):
-        try:
-            doc, flat = convert_eprint(path)
-        except Exception as exc:  # noqa: BLE001 - a failure is a row of the table
-            print(f"| {eprint_id} | error: {getattr(exc, 'reason', type(exc).__name__)} |||||||")
-            continue
-        print(f"| {eprint_id} | {doc.words} | {doc.residue_per_1k:.2f} | {doc.headings} | {doc.math_spans} "
-              f"| {doc.macros_expanded} | {doc.unknown_commands} | {', '.join(flat.missing_inputs)} |")
-
-
-if __name__ == "__main__":
-    import sys
-
-    _print_table(Path(sys.argv[1]))

@@ -19,7 +19,10 @@ its reason:
 
 Wikitext -> text uses mwparserfromhell's parse tree; the rendering over that tree is ours
 because `strip_code` keeps the contents of tables and references and flattens headings, and
-we want those dropped and the headings kept as Markdown.
+we want those dropped and the headings kept as Markdown. Templates that carry facts (`val`,
+`convert`, `formatnum`, units, dates, ...) render through `wiki_templates.py` (why a table of
+handlers and not an expander: see there); an unknown template is counted per page in
+`WikiPage.losses` as ("template", name) and reaches the catalog's `losses` table.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from mwparserfromhell.nodes import (
 )
 
 from astrodata.core.config import Strict
+from astrodata.sources.wiki_templates import render_template
 
 
 class LexiconSettings(Strict):
@@ -94,9 +98,6 @@ CATEGORY_LINK = re.compile(r"\[\[\s*[Cc]ategory\s*:\s*([^\]|\n]+)")
 DISAMBIGUATION = re.compile(r"\{\{\s*(?:disambig\w*|dab|hndis|geodis|set index article|sia)\s*[|}]",
                             re.IGNORECASE)
 WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
-# inline templates rendered as one of their parameters ({{lang|fr|texte}} -> texte)
-INLINE_TEMPLATES: dict[str, int] = {"nowrap": 1, "nobr": 1, "small": 1, "smaller": 1, "em": 1, "sc": 1,
-                                    "lang": 2, "math": 1, "mvar": 1, "abbr": 1, "transl": 2, "sub": 1, "sup": 1}
 INTERLANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z]+)*$")
 MAGIC_WORD = re.compile(r"__[A-Z]+__")
 MATH_SPAN = re.compile(r"(\$[^$\n]*\$)")
@@ -118,6 +119,7 @@ class WikiPage:
     url: str | None = None
     wikitext: bool = True
     categories: list[str] = field(default_factory=list)
+    losses: Counter[tuple[str, str]] = field(default_factory=Counter)  # filled by clean_page_text
 
 
 @dataclass
@@ -380,12 +382,12 @@ class Selector:
 
 
 # -- wikitext -> text ------------------------------------------------------------------------
-def _render(nodes: Iterable[Any], out: list[str]) -> None:
+def _render(nodes: Iterable[Any], out: list[str], losses: Counter[tuple[str, str]] | None = None) -> None:
     for node in nodes:
         if isinstance(node, Text):
             out.append(str(node.value))
         elif isinstance(node, Template):
-            out.append(_template_text(node))
+            out.append(_template_text(node, losses))
         elif isinstance(node, Comment):
             continue
         elif isinstance(node, HTMLEntity):
@@ -398,15 +400,15 @@ def _render(nodes: Iterable[Any], out: list[str]) -> None:
             if prefix and node.text is None and INTERLANGUAGE.match(prefix.group(1)) and title[0] != ":":
                 continue  # [[fr:Albédo]]
             if node.text is not None:
-                _render(node.text.nodes, out)
+                _render(node.text.nodes, out, losses)
             else:
                 out.append(title.lstrip(":").split("#")[0] or title)
         elif isinstance(node, ExternalLink):
             if node.title is not None:
-                _render(node.title.nodes, out)
+                _render(node.title.nodes, out, losses)
         elif isinstance(node, Heading):
             inner: list[str] = []
-            _render(node.title.nodes, inner)
+            _render(node.title.nodes, inner, losses)
             out.append(f"\n\n{'#' * node.level} {''.join(inner).strip()}\n\n")
         elif isinstance(node, Tag):
             name = str(node.tag).strip().lower()
@@ -420,28 +422,29 @@ def _render(nodes: Iterable[Any], out: list[str]) -> None:
                 if not (out and out[-1] == "- "):  # nested items (`***`) become one Markdown bullet
                     out.append("- ")
             elif node.contents is not None:
-                _render(node.contents.nodes, out)
+                _render(node.contents.nodes, out, losses)
         # Arguments ({{{1}}}) and anything else carry no article prose
 
 
-def _template_text(node: Template) -> str:
-    """The few inline templates that carry prose or quantities; every other template is dropped."""
-    name = str(node.name).strip().lower().replace("_", " ")
-
-    def param(key: str | int) -> str:
-        if not node.has(key):
-            return ""
+def _template_text(node: Template, losses: Counter[tuple[str, str]] | None) -> str:
+    """A template's text through `wiki_templates.render_template`; an unknown one is counted."""
+    name = str(node.name).strip()
+    positional: list[str] = []
+    named: dict[str, str] = {}
+    for p in node.params:
         inner: list[str] = []
-        _render(node.get(key).value.nodes, inner)
-        return "".join(inner).strip()
-
-    if name in INLINE_TEMPLATES:
-        return param(INLINE_TEMPLATES[name])
-    if name in {"convert", "cvt"}:
-        return f"{param(1)} {param(2)}".strip()
-    if name == "val":
-        return f"{param(1)} {param('u') or param('ul')}".strip()
-    return ""
+        _render(p.value.nodes, inner, losses)
+        value = "".join(inner)
+        if p.showkey:
+            named[str(p.name).strip().lower()] = value.strip()
+        else:
+            positional.append(value)
+    text = render_template(name, positional, named)
+    if text is None:
+        if losses is not None:
+            losses["template", " ".join(name.replace("_", " ").split()).lower()[:80]] += 1
+        return ""
+    return text
 
 
 def _drop_sections(code: Any, drop: set[str]) -> None:
@@ -455,15 +458,17 @@ def _drop_sections(code: Any, drop: set[str]) -> None:
                 pass
 
 
-def wikitext_to_text(wikitext: str, drop_sections: Iterable[str] = ()) -> str:
-    """Clean text: templates, infoboxes, tables, references and files dropped; link text kept;
+def wikitext_to_text(wikitext: str, drop_sections: Iterable[str] = (),
+                     losses: Counter[tuple[str, str]] | None = None) -> str:
+    """Clean text: infoboxes, tables, references and files dropped; link text kept; templates
+    that carry facts rendered, unknown ones counted into `losses` as ("template", name);
     section headings kept as Markdown (`## History`); math kept as `$...$`."""
     code = mwp.parse(wikitext)
     drop = {s.lower() for s in drop_sections}
     if drop:
         _drop_sections(code, drop)
     out: list[str] = []
-    _render(code.nodes, out)
+    _render(code.nodes, out, losses)
     text = "".join(out)
     text = TABLE_LINE.sub("", text)  # tables the parser could not close
     text = MAGIC_WORD.sub("", text)
@@ -481,7 +486,11 @@ def wikitext_to_text(wikitext: str, drop_sections: Iterable[str] = ()) -> str:
 
 
 def clean_page_text(page: WikiPage, settings: WikipediaSettings) -> str:
-    return wikitext_to_text(page.text, settings.drop_sections) if page.wikitext else page.text
+    """The page's text; what could not be rendered goes to `page.losses`."""
+    if not page.wikitext:
+        return page.text
+    page.losses.clear()
+    return wikitext_to_text(page.text, settings.drop_sections, page.losses)
 
 
 # -- rows ------------------------------------------------------------------------------------
@@ -553,4 +562,5 @@ def iter_wikipedia_documents(
             "license": wikipedia_license(day),
             "url": page.url or "",
             "date": day or "",
+            "losses": [[kind, name, n] for (kind, name), n in page.losses.items()],
         }

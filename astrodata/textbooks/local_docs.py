@@ -8,14 +8,17 @@ tables of contents are not splits: a heading repeating the open chapter's number
 and a "chapter" shorter than `min_chapter_words` joins the text before it.
 
 .tex goes through the LaTeX stage (`astrodata.latex.to_text`), each chapter with the document's
-preamble so its macros expand; .pdf through pypdf's text extraction. Every row carries the
+preamble so its macros expand; .pdf through pypdf's text extraction, with each line-end hyphen
+decided from evidence (`join_line_end_hyphens`). Every row carries the
 licence the user gave: there is no default, since we cannot know a book's terms.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,8 @@ NUMBERED_CHAPTER = re.compile(
 MARKDOWN_CHAPTER = re.compile(r"(?m)^# +(?P<key>\S.*?)[ \t#]*$")
 LATEX_CHAPTER = re.compile(r"\\chapter\*?\s*(?:\[[^\]]*\])?\s*\{(?P<key>[^{}]*)\}")
 BEGIN_DOCUMENT = re.compile(r"\\begin\s*\{document\}")
-HYPHEN_BREAK = re.compile(r"(\w)-\n(\w)")
+HYPHEN_BREAK = re.compile(r"([A-Za-z]+)-\n[ \t]*([A-Za-z]+)")
+HYPHENATED = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)+|[A-Za-z]+")
 
 
 class DocumentError(Exception):
@@ -86,6 +90,42 @@ def _read_text_file(path: Path) -> str:
         return data.decode("cp1252", errors="replace")
 
 
+@cache
+def _word_frequency() -> Any:
+    """pyspellchecker's English word-frequency list (counts per lower-case word)."""
+    from spellchecker import SpellChecker
+
+    return SpellChecker(distance=1).word_frequency
+
+
+def join_line_end_hyphens(text: str) -> str:
+    """Decide each `word-` + line break + `word` of extracted PDF text from evidence, in order:
+    1. the document itself: whichever of `ab` and `a-b` it uses more elsewhere;
+    2. a capital or digit after the hyphen (`non-\\nGaussian`) or a one-letter first part
+       (`X-\\nray`) keeps the hyphen;
+    3. the English word list (pyspellchecker's frequencies): `ab` a known word -> joined
+       (`model-\\nling` -> modelling); both parts known words and `ab` not -> kept
+       (`near-\\ninfrared`); neither -> joined (a typesetter's break in a rare word).
+    The line break itself always goes: the two parts become one token."""
+    if "-\n" not in text:
+        return text
+    seen = Counter(w.lower() for w in HYPHENATED.findall(HYPHEN_BREAK.sub(" ", text)))
+    words = _word_frequency()
+
+    def decide(m: re.Match[str]) -> str:
+        a, b = m.group(1), m.group(2)
+        joined, hyphenated = (a + b).lower(), f"{a}-{b}".lower()
+        if seen[joined] != seen[hyphenated]:
+            return a + b if seen[joined] > seen[hyphenated] else f"{a}-{b}"
+        if b[0].isupper() or len(a) == 1:
+            return f"{a}-{b}"
+        if words[joined] > 0:
+            return a + b
+        return f"{a}-{b}" if words[a.lower()] > 0 and words[b.lower()] > 0 else a + b
+
+    return HYPHEN_BREAK.sub(decide, text)
+
+
 def read_pdf(path: Path) -> tuple[str, str | None]:
     """(text of all pages, metadata title); hyphenated line breaks are joined."""
     from pypdf import PdfReader
@@ -99,7 +139,7 @@ def read_pdf(path: Path) -> tuple[str, str | None]:
         title = (reader.metadata.title if reader.metadata else None) or None
     except PdfReadError as exc:
         raise DocumentError(f"unreadable PDF: {exc}") from None
-    text = HYPHEN_BREAK.sub(r"\1\2", "\n\n".join(pages))
+    text = join_line_end_hyphens("\n\n".join(pages))
     if not text.strip():
         raise DocumentError("no text layer (a scanned PDF needs OCR first)")
     return text, title
@@ -114,8 +154,12 @@ def _latex(tex: str, preamble: str = "") -> Any:
         raise DocumentError(f"LaTeX: {exc}") from None
 
 
-def read_tex(path: Path, min_words: int) -> tuple[list[tuple[str | None, str]], str | None]:
-    """Split the source at `\\chapter` and convert each chapter with the document's preamble."""
+Part = tuple[str | None, str, Counter]  # (chapter heading or None, text, losses: (kind, name) -> count)
+
+
+def read_tex(path: Path, min_words: int) -> tuple[list[Part], str | None]:
+    """Split the source at `\\chapter` and convert each chapter with the document's preamble;
+    each part carries what its conversion could not render (`LatexText.losses`)."""
     source = _read_text_file(path)
     begin = BEGIN_DOCUMENT.search(source)
     preamble = source[: begin.start()] if begin else ""
@@ -123,30 +167,31 @@ def read_tex(path: Path, min_words: int) -> tuple[list[tuple[str | None, str]], 
     starts = chapter_starts(source[body_start:], LATEX_CHAPTER, min_words)
     if not starts:
         doc = _latex(source)
-        return [(None, doc.text)], doc.title or None
+        return [(None, doc.text, doc.losses)], doc.title or None
     first = body_start + starts[0].start()
     front = _latex(source[:first] + "\n\\end{document}\n")
-    parts: list[tuple[str | None, str]] = []
+    parts: list[Part] = []
     if front.words >= min_words:
-        parts.append((None, front.text))
+        parts.append((None, front.text, front.losses))
     for k, match in enumerate(starts):
         end = body_start + starts[k + 1].start() if k + 1 < len(starts) else len(source)
         chunk = source[body_start + match.start(): end].replace("\\end{document}", "")
-        parts.append((match.group("key").strip(), _latex(chunk, preamble).text))
+        doc = _latex(chunk, preamble)
+        parts.append((match.group("key").strip(), doc.text, doc.losses))
     return parts, front.title or None
 
 
-def read_document(path: Path, min_words: int) -> tuple[list[tuple[str | None, str]], str | None]:
-    """([(chapter heading or None, text)], the document's own title when it states one)."""
+def read_document(path: Path, min_words: int) -> tuple[list[Part], str | None]:
+    """([(chapter heading or None, text, losses)], the document's own title when it states one)."""
     suffix = path.suffix.lower()
     if suffix == ".tex":
         return read_tex(path, min_words)
     if suffix == ".pdf":
         text, title = read_pdf(path)
-        return split_chapters(text, NUMBERED_CHAPTER, min_words), title
+        return [(h, t, Counter()) for h, t in split_chapters(text, NUMBERED_CHAPTER, min_words)], title
     text = _read_text_file(path)
     pattern = MARKDOWN_CHAPTER if suffix == ".md" and MARKDOWN_CHAPTER.search(text) else NUMBERED_CHAPTER
-    return split_chapters(text, pattern, min_words), None
+    return [(h, t, Counter()) for h, t in split_chapters(text, pattern, min_words)], None
 
 
 # -- rows ------------------------------------------------------------------------------------
@@ -177,7 +222,7 @@ def iter_local_documents(
             on_error(rel, str(exc))
             continue
         base_title = own_title or path.stem.replace("_", " ")
-        for k, (heading, text) in enumerate(parts, start=1):
+        for k, (heading, text, losses) in enumerate(parts, start=1):
             source_id = rel if len(parts) == 1 else f"{rel}#{k}"
             yield {
                 "id": f"{settings.source}:{source_id}",
@@ -189,4 +234,5 @@ def iter_local_documents(
                 "license": license.strip(),
                 "url": "",
                 "date": "",
+                "losses": [[kind, name, n] for (kind, name), n in losses.items()],
             }
