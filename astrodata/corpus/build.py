@@ -2,11 +2,12 @@
 
 Two phases, so the per-document work can be split across processes or cluster tasks:
 
-1. **extract** (per document, parallel, resumable), a chain of generator blocks in the manner of
-   datatrove: sources (arXiv e-prints -> unpack -> flatten -> LaTeX to text in a process pool;
-   Wikipedia; local documents) -> quality filters -> decontamination -> token counts ->
-   `WORKDIR/extracted/` shards, then the MinHash signatures of those rows. Each document's
-   outcome (done, dropped by which filter, error with a reason) goes to the catalog. With
+1. **extract** (per document, parallel, resumable): a list of steps of one shape
+   (`astrodata.corpus.steps`, as datatrove's blocks): readers (arXiv e-prints -> unpack ->
+   flatten -> LaTeX to text in a process pool; Wikipedia; local documents) -> quality filters ->
+   decontamination -> token counts, into `WORKDIR/extracted/` shards, then the MinHash signatures
+   of those rows. The steps report what they drop; the `Ledger` here keeps the bookkeeping: each
+   document's outcome (done, dropped by which filter, error with a reason) goes to the catalog. With
    `--shard K/N` this phase sees only the documents whose stable hash falls in shard K, in its
    own workspace `WORKDIR/shards/K-of-N/` (DuckDB allows one writer per file).
 2. **finalize** (one process): fold in the shard catalogs, deduplicate over every shard's
@@ -20,28 +21,33 @@ themselves are the source of truth, so a SIGKILL at any point neither loses nor 
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
-import multiprocessing
 import os
 import shutil
-import time
-from collections.abc import Iterator
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pebble import ProcessPool
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from astrodata.core.shards import CORPUS_SCHEMA, ShardWriter, existing_ids, read_rows, shard_files
 from astrodata.core.workspace import Run, Workspace
 from astrodata.corpus.recipe import Recipe, load_recipe
+from astrodata.corpus.steps import (
+    ArxivReader,
+    Decontaminate,
+    Document,
+    LocalDocsReader,
+    QualityFilter,
+    Rejection,
+    Step,
+    TokenCounter,
+    WikipediaReader,
+    in_shard,
+    run_steps,
+)
 
 EXTRACT_STAGE = "extract"
-BULK_PREFIX = "arXiv_src_"
 
 
 @dataclass
@@ -69,17 +75,6 @@ class CorpusOptions:
     progress: bool = True
 
 
-@dataclass
-class Task:
-    """One document to extract: where its bytes are and how to call it."""
-
-    doc_id: str
-    source: str
-    source_id: str
-    path: Path | None = None
-    data: bytes | None = None
-
-
 def parse_shard(spec: str) -> tuple[int, int]:
     """`"2/8"` -> (2, 8), with a clear error for anything else."""
     try:
@@ -91,35 +86,8 @@ def parse_shard(spec: str) -> tuple[int, int]:
     return k, n
 
 
-def in_shard(doc_id: str, shard: tuple[int, int] | None) -> bool:
-    """Stable assignment of documents to shards (same answer on every machine and run)."""
-    if shard is None:
-        return True
-    k, n = shard
-    h = int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "big")
-    return h % n == k - 1
-
-
 def shard_workspace(workdir: Path, shard: tuple[int, int] | None) -> Path:
     return workdir if shard is None else workdir / "shards" / f"{shard[0]}-of-{shard[1]}"
-
-
-# -- discovery -------------------------------------------------------------------------------
-def arxiv_tasks(inputs: list[Path]) -> Iterator[Task]:
-    """Every e-print under the given folders; arXiv bulk tars are opened member by member."""
-    from astrodata.sources.eprints import iter_bulk_tar, iter_local_eprints
-
-    for item in inputs:
-        if not item.exists():
-            raise FileNotFoundError(f"e-prints folder not found: {item}")
-        bulk = [item] if item.is_file() else sorted(item.glob(f"{BULK_PREFIX}*.tar"))
-        for tar_path in bulk:
-            for eprint_id, data in iter_bulk_tar(tar_path):
-                yield Task(f"arxiv:{eprint_id}", "arxiv", eprint_id, data=data)
-        if item.is_dir():
-            for eprint_id, path in iter_local_eprints(item):
-                if not path.name.startswith(BULK_PREFIX):
-                    yield Task(f"arxiv:{eprint_id}", "arxiv", eprint_id, path=path)
 
 
 def download_harvested(ws: Workspace, opts: CorpusOptions, run: Run) -> Path:
@@ -140,72 +108,14 @@ def download_harvested(ws: Workspace, opts: CorpusOptions, run: Run) -> Path:
     return dest
 
 
-# -- the per-document worker (runs in a child process) ---------------------------------------
-def extract_arxiv(task: Task, bbl: str, citations: str) -> dict[str, Any]:
-    """Unpack, flatten and convert one e-print; never raises: failures come back as data."""
-    from astrodata.latex.flatten import flatten
-    from astrodata.latex.to_text import TextOptions, latex_to_text
-    from astrodata.sources.eprints import EprintError, unpack_eprint
-
-    start = time.perf_counter()
-    stage = "unpack"
-    try:
-        eprint = unpack_eprint(task.data if task.data is not None else task.path, task.source_id)
-        stage = "flatten"
-        flat = flatten(eprint, bbl=bbl)
-        stage = "latex"
-        # Macros defined in the e-print's own .sty files count as user macros too.
-        doc = latex_to_text(flat.text, TextOptions(citations=citations), preamble="\n".join(flat.packages.values()))
-        if not doc.text.strip() or doc.words == 0:
-            raise ValueError("conversion produced no text")
-    except EprintError as exc:
-        return {"ok": False, "stage": stage, "reason": exc.reason, "detail": str(exc),
-                "seconds": time.perf_counter() - start}
-    except Exception as exc:  # noqa: BLE001 - any per-document failure is recorded, the run goes on
-        reason = getattr(exc, "reason", None) or type(exc).__name__
-        return {"ok": False, "stage": stage, "reason": reason, "detail": str(exc)[:500],
-                "seconds": time.perf_counter() - start}
-    encodings = set(eprint.encodings.values())
-    return {
-        "ok": True,
-        "title": doc.title,
-        "text": doc.text,
-        "words": doc.words,
-        "residue_per_1k": doc.residue_per_1k,
-        "macros_expanded": doc.macros_expanded,
-        "missing_inputs": list(flat.missing_inputs),
-        "encoding": "latin-1" if "latin-1" in encodings else "utf-8",
-        "main_file": flat.main_file,
-        "kind": eprint.kind,
-        "seconds": time.perf_counter() - start,
-    }
-
-
 # -- phase 1: extract ------------------------------------------------------------------------
-def arxiv_row(ws: Workspace, task: Task, result: dict[str, Any]) -> dict[str, Any]:
-    """A corpus row: catalog metadata (when harvested) wins over what the LaTeX says."""
-    from astrodata.sources.arxiv_meta import paper_metadata
+class Ledger:
+    """Phase 1 bookkeeping, kept out of the steps: which documents are done, the shard writer,
+    and the catalog fields of documents waiting for their shard to reach the disk (a document
+    is only `done` once it is in a shard)."""
 
-    meta = paper_metadata(ws, task.source_id) or {}
-    return {
-        "id": task.doc_id,
-        "source": task.source,
-        "source_id": task.source_id,
-        "title": meta.get("title") or result["title"] or task.source_id,
-        "text": result["text"],
-        "n_tokens": None,
-        "license": meta.get("license") or "unknown",
-        "url": meta.get("url") or "",
-        "date": meta.get("date") or "",
-    }
-
-
-class Extraction:
-    """Phase 1 state: which documents are done, the shard writer, and catalog fields waiting
-    for their row's shard to reach the disk (a row is only `done` once it is in a shard)."""
-
-    def __init__(self, ws: Workspace, opts: CorpusOptions, run: Run, progress: Progress):
-        self.ws, self.opts, self.run, self.progress = ws, opts, run, progress
+    def __init__(self, ws: Workspace, opts: CorpusOptions, run: Run):
+        self.ws, self.opts, self.run = ws, opts, run
         not_done = ws.con.execute(
             "SELECT doc_id FROM documents WHERE stage = ? AND status <> 'done'", [EXTRACT_STAGE]).fetchall()
         self.done = {r[0] for r in not_done}
@@ -218,164 +128,81 @@ class Extraction:
     def wanted(self, doc_id: str) -> bool:
         return doc_id not in self.done and in_shard(doc_id, self.opts.shard)
 
-    def accept(self, row: dict[str, Any], **fields: Any) -> dict[str, Any]:
-        """Remember the catalog fields of a converted document; returns the row for the next block."""
-        self.pending[row["id"]] = {"source": row["source"], "source_id": row["source_id"], "stage": EXTRACT_STAGE,
-                                   "run_id": self.run.run_id, "words": len(row["text"].split()), **fields}
-        return row
-
-    def fail(self, doc_id: str, source: str, source_id: str, stage: str, reason: str, detail: str,
-             status: str = "error", **fields: Any) -> None:
+    def reject(self, r: Rejection) -> None:
         """Record a document that will not reach the output, with its reason."""
-        self.pending.pop(doc_id, None)
-        self.ws.upsert_document(doc_id, source=source, source_id=source_id, stage=EXTRACT_STAGE, status=status,
-                                run_id=self.run.run_id, error=f"{stage}: {reason}", **fields)
-        if status == "error":
-            self.run.error(doc_id, stage, reason, detail)
-        key = "failed" if status == "error" else "dropped"
+        self.pending.pop(r.doc_id, None)
+        self.ws.upsert_document(r.doc_id, source=r.source, source_id=r.source_id, stage=EXTRACT_STAGE,
+                                status=r.status, run_id=self.run.run_id, error=f"{r.stage}: {r.reason}", **r.fields)
+        if r.status == "error":
+            self.run.error(r.doc_id, r.stage, r.reason, r.detail)
+        key = "failed" if r.status == "error" else "dropped"
         self.run.counts[key] = self.run.counts.get(key, 0) + 1
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, doc: Document) -> None:
+        row = doc.row
+        self.pending[doc.id] = {"source": row["source"], "source_id": row["source_id"], "stage": EXTRACT_STAGE,
+                                "run_id": self.run.run_id, **doc.fields}
         self.mark_flushed(self.writer.add(row))
         self.counts[row["source"]] = self.counts.get(row["source"], 0) + 1
+
+    def flush(self) -> None:
+        self.mark_flushed(self.writer.flush())
 
     def mark_flushed(self, ids: list[str]) -> None:
         for doc_id in ids:
             self.ws.upsert_document(doc_id, status="done", **self.pending.pop(doc_id))
 
-    # -- sources: each yields converted rows and records its own failures --------------------
-    def arxiv(self) -> Iterator[dict[str, Any]]:
-        """E-prints through a process pool, each with a wall-clock limit (pebble kills overruns)."""
-        opts = self.opts
-        tasks = [t for t in arxiv_tasks(opts.eprints) if in_shard(t.doc_id, opts.shard)][: opts.limit]
-        todo = [t for t in tasks if t.doc_id not in self.done]
-        self.run.counts["skipped_already_done"] = self.run.counts.get("skipped_already_done", 0) + len(tasks) - len(todo)
-        self.run.counts["seen"] = self.run.counts.get("seen", 0) + len(tasks)
-        if not todo:
-            return
-        bar = self.progress.add_task("arxiv", total=len(todo))
-        # Workers are spawned, not forked: the parent runs tokenizers (Rust threads) while the
-        # pool recycles workers, and a fork taken mid-thread can crash or deadlock the child.
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPool(max_workers=opts.workers, max_tasks=200, context=spawn) as pool:
-            futures = [(t, pool.schedule(extract_arxiv, args=(t, opts.bbl, opts.citations), timeout=opts.timeout_s))
-                       for t in todo]
-            for task, future in futures:
-                try:
-                    result = future.result()
-                except FutureTimeout:
-                    result = {"ok": False, "stage": "latex", "reason": "timeout",
-                              "detail": f"over the {opts.timeout_s:g} s per-document limit", "seconds": opts.timeout_s}
-                except Exception as exc:  # noqa: BLE001 - a crashed worker (e.g. OOM-killed) is a per-doc error
-                    result = {"ok": False, "stage": "worker", "reason": type(exc).__name__,
-                              "detail": str(exc)[:500], "seconds": None}
-                self.progress.advance(bar)
-                if not result["ok"]:
-                    self.fail(task.doc_id, task.source, task.source_id, result["stage"], result["reason"],
-                              result["detail"], seconds=result["seconds"], details={"detail": result["detail"]})
-                    continue
-                yield self.accept(
-                    arxiv_row(self.ws, task, result), seconds=result["seconds"],
-                    residue_per_1k=result["residue_per_1k"], macros_expanded=result["macros_expanded"],
-                    missing_inputs=result["missing_inputs"], encoding=result["encoding"],
-                    details={"main_file": result["main_file"], "kind": result["kind"]})
 
-    def wikipedia(self, source: str, settings: Any) -> Iterator[dict[str, Any]]:
-        """Astronomy pages of a dump or Parquet dataset; every selection decision is logged."""
-        from astrodata.sources.wikipedia import iter_wikipedia_documents
-
-        log_path = self.ws.path("logs", "wikipedia-selection.jsonl")
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        actions: dict[str, int] = {}
-        reasons: dict[str, str] = {}
-        bar = self.progress.add_task("wikipedia", total=None)
-        with log_path.open("a") as log:
-            def decided(d: Any) -> None:
-                actions[d.action] = actions.get(d.action, 0) + 1
-                reasons[f"wikipedia:{d.page_id}"] = d.reason
-                log.write(json.dumps({"page_id": d.page_id, "title": d.title, "action": d.action,
-                                      "reason": d.reason, "score": d.score}) + "\n")
-                self.progress.advance(bar)
-
-            docs = iter_wikipedia_documents(source, settings, on_decision=decided,
-                                            categorylinks=self.opts.categorylinks, select_ids=self.wanted)
-            for n, row in enumerate(docs):
-                if self.opts.limit is not None and n >= self.opts.limit:
-                    break
-                yield self.accept(row, details={"selection": reasons.pop(row["id"], "")})
-        self.run.counts["wikipedia_selection"] = actions
-
-    def local_docs(self, folder: Path, settings: Any) -> Iterator[dict[str, Any]]:
-        """Textbooks and other local files, one document per file or chapter."""
-        from astrodata.textbooks.local_docs import iter_local_documents
-
-        def unreadable(rel: str, reason: str) -> None:
-            doc_id = f"{settings.source}:{rel}"
-            self.fail(doc_id, settings.source, rel, "read", "unreadable", reason, details={"detail": reason})
-
-        n = 0
-        for row in iter_local_documents(folder, self.opts.license, settings, on_error=unreadable):
-            if self.wanted(row["id"]) and (self.opts.limit is None or n < self.opts.limit):
-                n += 1
-                yield self.accept(row)
-
-    # -- per-document blocks applied to every source ------------------------------------------
-    def filtered(self, rows: Iterator[dict[str, Any]], recipe: Recipe) -> Iterator[dict[str, Any]]:
-        from astrodata.corpus.filters import apply_filters
-
-        def dropped(row: dict[str, Any], drop: Any) -> None:
-            fields = self.pending.get(row["id"], {})
-            self.fail(row["id"], row["source"], row["source_id"], "filter", drop.filter,
-                      f"{drop.filter} = {drop.value:.4g} (rule {drop.rule})", status="dropped",
-                      words=fields.get("words"), details=drop.details())
-
-        return apply_filters(rows, recipe.filters, on_drop=dropped)
-
-    def decontaminated(self, rows: Iterator[dict[str, Any]], recipe: Recipe) -> Iterator[dict[str, Any]]:
-        from astrodata.corpus.decontam import Decontaminator
-
-        s = recipe.decontam
-        checker = Decontaminator.from_files(s.benchmarks, mode=s.mode, n=s.ngram, min_words=s.min_words)
-        for row in rows:
-            hits = checker.matches(row["text"])
-            kept = checker.apply(row) if hits else row
-            if kept is None:
-                self.fail(row["id"], row["source"], row["source_id"], "decontam", "benchmark-overlap",
-                          f"{s.ngram}-gram overlap with {sorted(hits)}", status="dropped",
-                          details={"filter": "decontamination", "benchmarks": hits})
-                continue
-            if hits:
-                self.pending[row["id"]]["details"] = {**(self.pending[row["id"]].get("details") or {}),
-                                                      "redacted_for": hits}
-            yield kept
-        self.run.counts["decontam"] = {"mode": s.mode, "per_benchmark": dict(checker.stats.per_benchmark),
-                                       "dropped": checker.stats.dropped, "redacted": checker.stats.redacted}
+def extraction_steps(ws: Workspace, opts: CorpusOptions, recipe: Recipe, ledger: Ledger, progress: Progress) -> list[Step]:
+    """The phase-1 pipeline: readers, then the per-document steps, in order."""
+    steps: list[Step] = [ArxivReader(ws, opts.eprints, ledger.wanted, opts.shard, opts.limit, opts.workers,
+                                     opts.timeout_s, opts.bbl, opts.citations, progress)]
+    steps += [WikipediaReader(src, recipe.wikipedia, opts.categorylinks, ledger.wanted, opts.limit,
+                              ws.path("logs", "wikipedia-selection.jsonl"), progress) for src in opts.wikipedia]
+    steps += [LocalDocsReader(folder, opts.license, recipe.local_docs, ledger.wanted, opts.limit)
+              for folder in opts.docs]
+    steps.append(QualityFilter(recipe.filters))
+    if recipe.decontam.benchmarks:
+        steps.append(Decontaminate(recipe.decontam))
+    steps.append(TokenCounter(recipe.tokenizer.name, recipe.tokenizer.batch_size))
+    return steps
 
 
 def extract(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> None:
-    """Phase 1: every source -> filters -> decontamination -> token counts -> extracted shards,
-    then this workspace's MinHash signatures for phase 2."""
-    from astrodata.corpus.dedup import compute_signatures
-    from astrodata.corpus.tokens import add_token_counts
-
+    """Phase 1: the steps into extracted shards, then this workspace's MinHash signatures for phase 2."""
     with _progress(opts.progress) as progress:
-        ex = Extraction(ws, opts, run, progress)
-        rows: Iterator[dict[str, Any]] = itertools.chain(
-            ex.arxiv(),
-            *(ex.wikipedia(src, recipe.wikipedia) for src in opts.wikipedia),
-            *(ex.local_docs(folder, recipe.local_docs) for folder in opts.docs),
-        )
-        rows = ex.filtered(rows, recipe)
-        if recipe.decontam.benchmarks:
-            rows = ex.decontaminated(rows, recipe)
-        for row in add_token_counts(rows, recipe.tokenizer.name, recipe.tokenizer.batch_size):
-            ex.pending[row["id"]]["n_tokens"] = row["n_tokens"]
-            ex.write(row)
-        ex.mark_flushed(ex.writer.flush())
-    files = shard_files(ws.path("extracted"))
-    sig_path = ws.path("signatures", "extracted.parquet")
-    if files:
-        stats = compute_signatures(read_rows(ws.path("extracted")), sig_path, minhash_params(recipe))
+        ledger = Ledger(ws, opts, run)
+        steps = extraction_steps(ws, opts, recipe, ledger, progress)
+        for doc in run_steps(steps, ledger.reject):
+            ledger.write(doc)
+        ledger.flush()
+    record_step_counts(run, steps)
+    write_signatures(ws, recipe, run)
+
+
+def record_step_counts(run: Run, steps: list[Step]) -> None:
+    """Each step's counters into the run record (the readers' resume counts at the top level)."""
+    readers = [s for s in steps if isinstance(s, ArxivReader)]
+    for key in ("seen", "skipped_already_done"):
+        run.counts[key] = run.counts.get(key, 0) + sum(s.counts[key] for s in readers)
+    selection: Counter[str] = Counter()
+    for s in steps:
+        if isinstance(s, WikipediaReader):
+            selection.update(s.selection)
+        if isinstance(s, Decontaminate):
+            run.counts["decontam"] = s.summary()
+    if any(isinstance(s, WikipediaReader) for s in steps):
+        run.counts["wikipedia_selection"] = dict(selection)
+    run.counts["steps"] = {s.name: dict(s.counts) for s in steps}
+
+
+def write_signatures(ws: Workspace, recipe: Recipe, run: Run) -> None:
+    """The MinHash signatures of every extracted row of this workspace (phase 2 reads them)."""
+    from astrodata.corpus.dedup import compute_signatures
+
+    if shard_files(ws.path("extracted")):
+        stats = compute_signatures(read_rows(ws.path("extracted")), ws.path("signatures", "extracted.parquet"),
+                                   minhash_params(recipe))
         run.counts["signatures"] = {"documents": stats.docs, "seconds": round(stats.seconds, 3)}
 
 
@@ -411,50 +238,77 @@ def minhash_params(recipe: Recipe) -> Any:
 
 
 # -- phase 2: finalize -----------------------------------------------------------------------
-def finalize(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> dict[str, Any]:
-    """Deduplicate across every extracted shard, then write the output dataset afresh + its stats."""
+def signature_folders(ws: Workspace) -> list[Path]:
+    """The signature folders of this workspace and of its `--shard K/N` runs that hold any."""
+    return [p for p in (ws.root / "signatures", *sorted((ws.root / "shards").glob("*-of-*/signatures")))
+            if p.exists() and any(p.glob("*.parquet"))]
+
+
+def deduplicate_shards(ws: Workspace, recipe: Recipe, run: Run, files: list[Path]) -> tuple[Any, set[str]]:
+    """Near-duplicate clusters over every shard's signatures (None without any), the dropped
+    documents marked in the catalog; returns (dedup result, ids to leave out)."""
     from astrodata.corpus.dedup import ExactJaccard, deduplicate, dropped_ids
-    from astrodata.corpus.stats import corpus_stats, write_report
 
-    folders = extracted_folders(ws)
-    files = [f for folder in folders for f in shard_files(folder)]
-    signatures = [p for p in (ws.root / "signatures", *sorted((ws.root / "shards").glob("*-of-*/signatures")))
-                  if p.exists() and any(p.glob("*.parquet"))]
-    dedup = None
-    if files and signatures:
-        params = minhash_params(recipe)
-        exact = ExactJaccard.from_parquet(files, ngram=params.ngram) if recipe.dedup.check == "exact" else None
-        dedup = deduplicate(ws.con, signatures, params, jaccard=exact, run_id=run.run_id)
-        ws.con.execute("""
-            UPDATE documents SET status = 'dropped', error = 'dedup: ' || c.reason,
-                   details = json_object('filter', 'dedup', 'reason', c.reason, 'kept_doc_id', c.kept_doc_id)
-            FROM dedup_clusters c WHERE documents.doc_id = c.doc_id AND NOT c.kept""")
-    drop = dropped_ids(ws.con) if dedup else set()
+    signatures = signature_folders(ws)
+    if not (files and signatures):
+        return None, set()
+    params = minhash_params(recipe)
+    exact = ExactJaccard.from_parquet(files, ngram=params.ngram) if recipe.dedup.check == "exact" else None
+    dedup = deduplicate(ws.con, signatures, params, jaccard=exact, run_id=run.run_id)
+    ws.con.execute("""
+        UPDATE documents SET status = 'dropped', error = 'dedup: ' || c.reason,
+               details = json_object('filter', 'dedup', 'reason', c.reason, 'kept_doc_id', c.kept_doc_id)
+        FROM dedup_clusters c WHERE documents.doc_id = c.doc_id AND NOT c.kept""")
+    return dedup, dropped_ids(ws.con)
 
-    tmp = opts.out.with_name(opts.out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+
+def write_rows(folders: list[Path], drop: set[str], dest: Path) -> None:
+    """Every extracted row once, in shard order, minus `drop`, as `dest/data/train-*.parquet`."""
     seen: set[str] = set()
-    with ShardWriter(tmp, CORPUS_SCHEMA, rows_per_shard=10_000, prefix="train") as writer:
+    with ShardWriter(dest, CORPUS_SCHEMA, rows_per_shard=10_000, prefix="train") as writer:
         for folder in folders:
             for row in read_rows(folder):
                 if row["id"] in seen or row["id"] in drop:
                     continue
                 seen.add(row["id"])
                 writer.add(row)
+
+
+def output_stats(ws: Workspace, dest: Path, dedup: Any, recipe: Recipe) -> dict[str, Any]:
+    """The dataset's statistics (`astrodata.corpus.stats`) with the catalog's drops and errors."""
+    from astrodata.corpus.stats import corpus_stats
+
     drops = [{"filter": f} for (f,) in ws.con.execute(
         "SELECT coalesce(json_extract_string(details, '$.filter'), 'unknown') FROM documents "
         "WHERE stage = ? AND status = 'dropped'", [EXTRACT_STAGE]).fetchall()]
     errors = dict(ws.con.execute("SELECT reason, count(*) FROM errors GROUP BY reason ORDER BY 2 DESC").fetchall())
-    stats = corpus_stats(read_rows(tmp), drops, dedup.cluster_sizes if dedup else None,
-                         extra={"errors_per_reason": errors, "dedup": dedup.as_dict() if dedup else None,
-                                "recipe": recipe.model_dump(mode="json")})
-    write_report(tmp, stats)
-    opts.out.mkdir(parents=True, exist_ok=True)
+    return corpus_stats(read_rows(dest), drops, dedup.cluster_sizes if dedup else None,
+                        extra={"errors_per_reason": errors, "dedup": dedup.as_dict() if dedup else None,
+                               "recipe": recipe.model_dump(mode="json")})
+
+
+def swap_in(tmp: Path, out: Path) -> None:
+    """Move the finished dataset from `tmp` into `out`, replacing its data and plots."""
+    out.mkdir(parents=True, exist_ok=True)
     for name in ("data", "plots"):
-        shutil.rmtree(opts.out / name, ignore_errors=True)
+        shutil.rmtree(out / name, ignore_errors=True)
     for item in tmp.iterdir():
-        os.replace(item, opts.out / item.name)
+        os.replace(item, out / item.name)
     tmp.rmdir()
+
+
+def finalize(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> dict[str, Any]:
+    """Deduplicate across every extracted shard, then write the output dataset afresh + its stats."""
+    from astrodata.corpus.stats import write_report
+
+    folders = extracted_folders(ws)
+    dedup, drop = deduplicate_shards(ws, recipe, run, [f for folder in folders for f in shard_files(folder)])
+    tmp = opts.out.with_name(opts.out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_rows(folders, drop, tmp)
+    stats = output_stats(ws, tmp, dedup, recipe)
+    write_report(tmp, stats)
+    swap_in(tmp, opts.out)
     return {"documents": stats["documents"], "tokens": stats["tokens"], "duplicates_removed": len(drop)}
 
 

@@ -430,57 +430,69 @@ def build_qa(corpus: str | os.PathLike, out: str | os.PathLike, workdir: str | o
 def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limit: int | None,
            generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
            batch_ingest: str | os.PathLike | None, progress: bool) -> dict[str, Any]:
+    """The stages in order: plan (context check), ingest, generate, then batch files or select + export."""
     engine = Engine(ws.con, rec.engine, rec.prices, run.run_id, progress=progress, collect=bool(batch_write))
     try:
-        return _run_stages(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest, engine)
+        builder = Builder(ws, run, rec, corpus, out, limit, generator, judge, engine)
+        n_docs = builder.check_context()
+        stats: dict[str, Any] = {"documents": n_docs, "generator": generator.name,
+                                 "judge": judge.name if judge else None}
+        if batch_ingest:
+            stats["batch_ingested"] = ingest_batch(ws.con, batch_ingest, rec.prices, rec.batch_discount, run.run_id)
+        ws.con.execute("DELETE FROM qa_items WHERE out = ?", [builder.out_key])
+        stats["dialect"] = asyncio.run(generate_all(builder, n_docs, check_backends=not batch_write))
+        engine.writer.drain()
+        stats["engine"] = engine.summary()
+        if batch_write and engine.pending:
+            files = write_batch(batch_write, engine.pending)
+            stats.update(builder.counts, batch_requests=len(engine.pending), batch_files=[str(f) for f in files])
+            return stats
+        return {**stats, **select_and_export(builder, n_docs)}
     finally:
         engine.close()
 
 
-def _run_stages(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limit: int | None,
-                generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
-                batch_ingest: str | os.PathLike | None, engine: Engine) -> dict[str, Any]:
-    builder = Builder(ws, run, rec, corpus, out, limit, generator, judge, engine)
-    n_docs = builder.check_context()
-    stats: dict[str, Any] = {"documents": n_docs, "generator": generator.name, "judge": judge.name if judge else None}
-    if batch_ingest:
-        stats["batch_ingested"] = ingest_batch(ws.con, batch_ingest, rec.prices, rec.batch_discount, run.run_id)
-    ws.con.execute("DELETE FROM qa_items WHERE out = ?", [builder.out_key])
+async def choose_dialects(builder: Builder) -> None:
+    """With `dialect: auto`, probe the endpoint and give the generator (and a judge on the same
+    endpoint without its own dialect) the dialect the server enforces."""
+    rec, generator, judge = builder.recipe, builder.generator, builder.judge
+    if not (isinstance(generator, EndpointBackend) and rec.generator.dialect == "auto"):
+        return
+    builder.generator = generator.with_dialect(await probe_dialect(builder.engine, generator))
+    if judge is generator:
+        builder.judge = builder.generator
+    elif isinstance(judge, EndpointBackend) and judge.endpoint == generator.endpoint and rec.judge.dialect is None:
+        builder.judge = judge.with_dialect(builder.generator.dialect)
 
-    async def main() -> None:
-        try:
-            if not batch_write:
-                for backend in {id(b): b for b in (generator, judge) if b is not None}.values():
-                    await backend.check()
-            if isinstance(generator, EndpointBackend) and rec.generator.dialect == "auto":
-                builder.generator = generator.with_dialect(await probe_dialect(engine, generator))
-                if judge is generator:
-                    builder.judge = builder.generator
-                elif isinstance(judge, EndpointBackend) and judge.endpoint == generator.endpoint \
-                        and rec.judge.dialect is None:
-                    builder.judge = judge.with_dialect(builder.generator.dialect)
-            stats["dialect"] = builder.generator.dialect
-            with engine:
-                docs = iter_docs(corpus, limit)
-                start = 0
-                while chunk := list(islice(docs, rec.engine.chunk_docs)):
-                    engine.progress.update(engine.task_id, description=f"documents {start + len(chunk)}/{n_docs}")
-                    await builder.generate(chunk, start)
-                    start += len(chunk)
-        finally:
-            for backend in {id(b): b for b in (generator, judge) if b is not None}.values():
-                await backend.aclose()
 
-    asyncio.run(main())
-    engine.writer.drain()
-    stats["engine"] = engine.summary()
-    if batch_write and engine.pending:
-        files = write_batch(batch_write, engine.pending)
-        stats.update(builder.counts, batch_requests=len(engine.pending), batch_files=[str(f) for f in files])
-        return stats
+async def generate_all(builder: Builder, n_docs: int, check_backends: bool) -> str:
+    """Every document's requests, chunk by chunk (replies are cached as they come); returns the
+    generator's dialect."""
+    backends = list({id(b): b for b in (builder.generator, builder.judge) if b is not None}.values())
+    engine = builder.engine
+    try:
+        if check_backends:
+            for backend in backends:
+                await backend.check()
+        await choose_dialects(builder)
+        with engine:
+            docs = iter_docs(builder.corpus, builder.limit)
+            start = 0
+            while chunk := list(islice(docs, builder.recipe.engine.chunk_docs)):
+                engine.progress.update(engine.task_id, description=f"documents {start + len(chunk)}/{n_docs}")
+                await builder.generate(chunk, start)
+                start += len(chunk)
+        return builder.generator.dialect
+    finally:
+        for backend in backends:
+            await backend.aclose()
 
+
+def select_and_export(builder: Builder, n_docs: int) -> dict[str, Any]:
+    """Instruct rows, question dedup, decontamination and the mix over `qa_items`, then the output shards."""
     from astrodata.qa.instruct import instruct_items
 
+    ws, run, rec = builder.ws, builder.run, builder.recipe
     decontaminator = None
     if rec.decontam.benchmarks:
         from astrodata.corpus.decontam import Decontaminator
@@ -497,7 +509,7 @@ def _run_stages(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path,
                                      source_id=it["source_id"], generator=it["generator"])
                         for i, it in enumerate(batch)])
         position += len(batch)
-    stats["instruct"] = dict(instruct_counts)
+    stats: dict[str, Any] = {"instruct": dict(instruct_counts)}
     builder.select(decontaminator)
     stats.update(builder.counts)
     stats["items_by_status"] = dict(ws.con.execute(
