@@ -36,10 +36,30 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except Exception as exc:  # noqa: BLE001 - the CLI boundary reports every failure
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            from pydantic import ValidationError
+
+            if isinstance(exc, ValidationError):  # its first line names only the model
+                from astrodata.core.config import describe_errors
+
+                reason = f"{exc.title}: {describe_errors(exc)}"
             console.print(f"[red]error:[/red] {type(exc).__name__}: {reason}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def options(model: Any, names: dict[str, str], **values: Any) -> Any:
+    """`model(**values)` from command-line values; a bad one is a UserError naming its option
+    (`--field-name`, or `names[field]` where the flag is spelt otherwise)."""
+    from pydantic import ValidationError
+
+    from astrodata.core.config import describe_errors
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        flags = {f: names.get(f, "--" + f.replace("_", "-")) for f in model.model_fields}
+        raise UserError(describe_errors(exc, flags)) from None
 
 
 def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -145,18 +165,26 @@ def build_corpus_cmd(
     shard: Annotated[str | None, typer.Option(help="Run only shard K/N of phase 1 (e.g. 2/8); merge later.")] = None,
     bbl: Annotated[str, typer.Option(help="Bibliography .bbl: inline | drop.")] = "inline",
     citations: Annotated[str, typer.Option(help="Citations: marker | keys | drop.")] = "marker",
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Try every recorded failure again (timeouts and crashed workers always are).")] = False,
 ) -> None:
     """Build the corpus dataset from arXiv e-prints (resumable: re-run to continue)."""
+    from astrodata.core.control import Interrupted
     from astrodata.corpus.build import CorpusOptions, build_corpus, parse_shard
 
     if not (eprints or from_catalog or wikipedia or docs):
         raise UserError("nothing to build from: give --eprints, --from-catalog, --wikipedia and/or --docs")
-    opts = CorpusOptions(out=out, eprints=eprints or [], workers=workers, timeout_s=timeout, limit=limit,
-                         shard=parse_shard(shard) if shard else None, bbl=bbl, citations=citations,
-                         from_catalog=from_catalog, eprint_url=eprint_url, wikipedia=wikipedia or [],
-                         categorylinks=categorylinks, docs=docs or [], license=license, recipe=recipe,
-                         benchmarks=benchmark or [])
-    summary = build_corpus(workdir, opts)
+    opts = options(CorpusOptions, {"timeout_s": "--timeout", "benchmarks": "--benchmark"},
+                   out=out, eprints=eprints or [], workers=workers, timeout_s=timeout, limit=limit,
+                   shard=parse_shard(shard) if shard else None, bbl=bbl, citations=citations,
+                   from_catalog=from_catalog, eprint_url=eprint_url, wikipedia=wikipedia or [],
+                   categorylinks=categorylinks, docs=docs or [], license=license, recipe=recipe,
+                   benchmarks=benchmark or [], retry_failed=retry_failed)
+    try:
+        summary = build_corpus(workdir, opts)
+    except Interrupted as exc:
+        console.print(exc.message(), highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     if opts.shard is None:
         from cards.render import write_corpus_card
 

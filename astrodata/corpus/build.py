@@ -21,15 +21,23 @@ themselves are the source of truth, so a SIGKILL at any point neither loses nor 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
+import sys
+import time
 from collections import Counter
-from dataclasses import dataclass, field
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import pyarrow as pa
+from pydantic import Field, field_validator, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from astrodata.core.config import Strict
+from astrodata.core.control import Interrupted, fault_point, output_lock, terminate_as_interrupt
 from astrodata.core.shards import CORPUS_SCHEMA, ShardWriter, existing_ids, read_rows, shard_files
 from astrodata.core.workspace import Run, Workspace
 from astrodata.corpus.recipe import Recipe, load_recipe
@@ -48,31 +56,76 @@ from astrodata.corpus.steps import (
 )
 
 EXTRACT_STAGE = "extract"
+_IDS = pa.schema([("doc_id", pa.string())])
 
 
-@dataclass
-class CorpusOptions:
-    """What one build-corpus invocation was asked to do."""
+MAX_WORKERS = 4 * (os.cpu_count() or 1)  # more processes than this only thrash memory
+FLUSH_SECONDS = 60.0  # a shard is written at least this often: the most work a kill -9 loses
+# Failures caused by the machine, not by the e-print: never final (a re-run tries them again).
+RETRYABLE_STAGES = ("worker", "download")
+RETRYABLE_REASONS = ("timeout", "MemoryError")
+
+
+class CorpusOptions(Strict):
+    """What one build-corpus invocation was asked to do (the CLI's flags set these fields).
+
+    Every value is checked here, before any work: a bad one fails with `field: reason`."""
 
     out: Path
-    eprints: list[Path] = field(default_factory=list)  # folders of e-prints or arXiv bulk source tars
-    wikipedia: list[str] = field(default_factory=list)  # pages-articles XML dumps, Parquet paths or Hub ids
+    eprints: list[Path] = []  # folders of e-prints, arXiv bulk source tars, or single e-print files
+    wikipedia: list[str] = []  # pages-articles XML dumps, Parquet paths or Hub ids
     categorylinks: Path | None = None  # page,category CSV for the category-graph selection
-    docs: list[Path] = field(default_factory=list)  # folders of textbooks and other local documents
+    docs: list[Path] = []  # folders of textbooks and other local documents
     license: str | None = None  # required with docs: stored on every local document
     recipe: Path | None = None  # YAML overriding astrodata/recipes/corpus.yaml
-    benchmarks: list[Path] = field(default_factory=list)  # question files to decontaminate against
-    workers: int = max(1, (os.cpu_count() or 1))
-    timeout_s: float = 120.0  # per-document wall-clock limit
-    limit: int | None = None
+    benchmarks: list[Path] = []  # question files to decontaminate against
+    workers: int = Field(default=max(1, min(MAX_WORKERS, os.cpu_count() or 1)), ge=1, le=MAX_WORKERS)
+    timeout_s: float = Field(default=120.0, gt=0, allow_inf_nan=False)  # per-document wall-clock limit
+    max_memory_mb: int | None = Field(default=4096, ge=256)  # address-space cap of each e-print worker
+    limit: int | None = Field(default=None, ge=0)
     shard: tuple[int, int] | None = None  # (K, N), K in 1..N
-    bbl: str = "inline"
-    citations: str = "marker"
-    flush_every: int = 200  # rows per extracted shard: the resume granularity
+    bbl: Literal["inline", "drop"] = "inline"
+    citations: Literal["marker", "keys", "drop"] = "marker"
+    flush_every: int = Field(default=200, ge=1)  # rows per extracted shard (also written every FLUSH_SECONDS)
     from_catalog: bool = False  # download the e-prints of every harvested paper first
     eprint_url: str = "https://arxiv.org/e-print/"
-    download_delay_s: float = 3.0  # arXiv's politeness delay between e-print requests
+    download_delay_s: float = Field(default=3.0, ge=0, allow_inf_nan=False)  # arXiv's politeness delay
+    retry_failed: bool = False  # try every recorded failure again, whatever its reason
     progress: bool = True
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and not 1 <= v[0] <= v[1]:
+            raise ValueError(f"K/N needs 1 <= K <= N, got {v[0]}/{v[1]}")
+        return v
+
+    @model_validator(mode="after")
+    def _inputs_exist(self) -> CorpusOptions:
+        for name in ("eprints", "docs", "benchmarks"):
+            for path in getattr(self, name):
+                if not Path(path).exists():
+                    raise ValueError(f"{name}: {path} does not exist")
+        for name in ("categorylinks", "recipe"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name}: {path} is not a file")
+        if self.docs and not (self.license or "").strip():
+            raise ValueError("docs: --docs needs --license (stored on every document), e.g. --license CC-BY-4.0")
+        return self
+
+
+def check_out(out: Path, workdir: Path) -> Path:
+    """The output folder, resolved; refuses one whose data swap would hit the current folder, the
+    workspace, or a folder holding either. Raises ValueError naming the option."""
+    resolved = Path(out).resolve()
+    cwd, work = Path.cwd().resolve(), Path(workdir).resolve()
+    if resolved in (cwd, *cwd.parents) or resolved == work or resolved in work.parents:
+        raise ValueError(f"--out {out}: must be a folder of its own, not the current folder, the workdir or "
+                         "a folder above them (its data/ and plots/ are replaced)")
+    if resolved.exists() and not resolved.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    return resolved
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -109,54 +162,110 @@ def download_harvested(ws: Workspace, opts: CorpusOptions, run: Run) -> Path:
 
 
 # -- phase 1: extract ------------------------------------------------------------------------
+def settings_fingerprint(opts: CorpusOptions, recipe: Recipe) -> str:
+    """A short hash of every setting that shapes a document's extraction (conversion options, the
+    time limit, the recipe's per-document steps): a failure recorded under other settings is tried
+    again, since the settings, not the input, may have caused it."""
+    used = {"bbl": opts.bbl, "citations": opts.citations, "timeout_s": opts.timeout_s,
+            "max_memory_mb": opts.max_memory_mb,
+            **recipe.model_dump(mode="json", exclude={"dedup"})}
+    return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_final(error: str | None) -> bool:
+    """Whether a recorded failure (`stage: reason`) was caused by the input, not by the machine."""
+    stage, _, reason = (error or "").partition(": ")
+    return stage not in RETRYABLE_STAGES and reason not in RETRYABLE_REASONS
+
+
 class Ledger:
     """Phase 1 bookkeeping, kept out of the steps: which documents are done, the shard writer,
-    and the catalog fields of documents waiting for their shard to reach the disk (a document
-    is only `done` once it is in a shard)."""
+    and the catalog rows of documents on their way into a shard.
 
-    def __init__(self, ws: Workspace, opts: CorpusOptions, run: Run):
+    Order of writes, so that every kill point resumes to the same result: a shard's catalog rows
+    are committed first with status `pending` (one transaction), then the shard is renamed into
+    place, then its rows become `done`. On resume, a `pending` row whose id is in a shard is done;
+    any other is extracted again. A failure is final only when the input caused it under the same
+    settings (`settings_fingerprint`); timeouts and crashed or out-of-memory workers, failures
+    under other settings, and with `--retry-failed` every failure, are tried again."""
+
+    def __init__(self, ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run):
         self.ws, self.opts, self.run = ws, opts, run
-        not_done = ws.con.execute(
-            "SELECT doc_id FROM documents WHERE stage = ? AND status <> 'done'", [EXTRACT_STAGE]).fetchall()
-        self.done = {r[0] for r in not_done}
+        self.fingerprint = settings_fingerprint(opts, recipe)
+        in_shards: set[str] = set()
         for folder in extracted_folders(ws):
-            self.done |= existing_ids(folder)
+            in_shards |= existing_ids(folder)
+        ws.con.register("ledger_in_shards", pa.table({"doc_id": sorted(in_shards)}, schema=_IDS))
+        ws.con.execute("UPDATE documents SET status = 'done' WHERE stage = ? AND status = 'pending' "
+                       "AND doc_id IN (SELECT doc_id FROM ledger_in_shards)", [EXTRACT_STAGE])
+        ws.con.unregister("ledger_in_shards")
+        failures = ws.con.execute(
+            "SELECT doc_id, error, json_extract_string(details, '$.settings') FROM documents "
+            "WHERE stage = ? AND status IN ('error', 'dropped')", [EXTRACT_STAGE]).fetchall()
+        self.done = in_shards | {doc_id for doc_id, error, settings in failures
+                                 if not opts.retry_failed and settings == self.fingerprint and is_final(error)}
         self.pending: dict[str, dict[str, Any]] = {}
-        self.writer = ShardWriter(ws.path("extracted"), CORPUS_SCHEMA, rows_per_shard=opts.flush_every)
+        self.writer = ShardWriter(ws.path("extracted"), CORPUS_SCHEMA, rows_per_shard=sys.maxsize)
+        self.last_flush = time.monotonic()
         self.counts = run.counts.setdefault("extracted", {})
+        self.finished = 0  # documents written to a shard or recorded as failed/dropped by this run
 
     def wanted(self, doc_id: str) -> bool:
-        return doc_id not in self.done and in_shard(doc_id, self.opts.shard)
+        return doc_id not in self.done and doc_id not in self.pending and in_shard(doc_id, self.opts.shard)
 
     def reject(self, r: Rejection) -> None:
-        """Record a document that will not reach the output, with its reason."""
+        """Record a document that will not reach the output, with its reason and the settings."""
         self.pending.pop(r.doc_id, None)
+        fields = {**r.fields, "details": {**(r.fields.get("details") or {}), "settings": self.fingerprint}}
         self.ws.upsert_document(r.doc_id, source=r.source, source_id=r.source_id, stage=EXTRACT_STAGE,
-                                status=r.status, run_id=self.run.run_id, error=f"{r.stage}: {r.reason}", **r.fields)
+                                status=r.status, run_id=self.run.run_id, error=f"{r.stage}: {r.reason}", **fields)
         if r.status == "error":
             self.run.error(r.doc_id, r.stage, r.reason, r.detail)
         key = "failed" if r.status == "error" else "dropped"
         self.run.counts[key] = self.run.counts.get(key, 0) + 1
+        self.finished += 1
+        self.done.add(r.doc_id)
+
+    def choice(self, doc_id: str, reason: str, detail: str) -> None:
+        """Record a decision about a document that is not a failure (e.g. which copy of an id was used)."""
+        self.run.error(doc_id, "discover", reason, detail)
 
     def write(self, doc: Document) -> None:
         row = doc.row
+        if doc.id in self.done or doc.id in self.pending:  # two sources gave one id: the first one stays
+            self.choice(doc.id, "duplicate-id", f"a second {row['source']} document with this id was ignored")
+            return
         self.pending[doc.id] = {"source": row["source"], "source_id": row["source_id"], "stage": EXTRACT_STAGE,
                                 "run_id": self.run.run_id, **doc.fields}
-        self.mark_flushed(self.writer.add(row))
+        self.writer.add(row)
         self.counts[row["source"]] = self.counts.get(row["source"], 0) + 1
+        if len(self.pending) >= self.opts.flush_every or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
 
     def flush(self) -> None:
-        self.mark_flushed(self.writer.flush())
-
-    def mark_flushed(self, ids: list[str]) -> None:
-        for doc_id in ids:
-            self.ws.upsert_document(doc_id, status="done", **self.pending.pop(doc_id))
+        """Catalog rows (`pending`), then the shard, then `done` (see the class docstring)."""
+        self.last_flush = time.monotonic()
+        if not self.pending:
+            return
+        con = self.ws.con
+        con.begin()
+        for doc_id, fields in self.pending.items():
+            self.ws.upsert_document(doc_id, status="pending", **fields)
+        con.commit()
+        fault_point("corpus-catalog-pending")
+        ids = self.writer.flush()
+        fault_point("corpus-shard")
+        con.execute("UPDATE documents SET status = 'done' WHERE doc_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+        self.finished += len(ids)
+        self.done.update(ids)
+        self.pending.clear()
 
 
 def extraction_steps(ws: Workspace, opts: CorpusOptions, recipe: Recipe, ledger: Ledger, progress: Progress) -> list[Step]:
     """The phase-1 pipeline: readers, then the per-document steps, in order."""
     steps: list[Step] = [ArxivReader(ws, opts.eprints, ledger.wanted, opts.shard, opts.limit, opts.workers,
-                                     opts.timeout_s, opts.bbl, opts.citations, progress)]
+                                     opts.timeout_s, opts.max_memory_mb, opts.bbl, opts.citations, progress,
+                                     ledger.choice)]
     steps += [WikipediaReader(src, recipe.wikipedia, opts.categorylinks, ledger.wanted, opts.limit,
                               ws.path("logs", "wikipedia-selection.jsonl"), progress) for src in opts.wikipedia]
     steps += [LocalDocsReader(folder, opts.license, recipe.local_docs, ledger.wanted, opts.limit)
@@ -168,16 +277,27 @@ def extraction_steps(ws: Workspace, opts: CorpusOptions, recipe: Recipe, ledger:
     return steps
 
 
-def extract(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> None:
-    """Phase 1: the steps into extracted shards, then this workspace's MinHash signatures for phase 2."""
+def extract(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> int:
+    """Phase 1: the steps into extracted shards, then this workspace's MinHash signatures for phase 2;
+    returns how many documents this run finished (written, failed or dropped).
+
+    On SIGINT/SIGTERM the documents already through every step are written to a shard before
+    `Interrupted` is raised, so a re-run starts after the last finished document."""
     with _progress(opts.progress) as progress:
-        ledger = Ledger(ws, opts, run)
+        ledger = Ledger(ws, opts, recipe, run)
         steps = extraction_steps(ws, opts, recipe, ledger, progress)
-        for doc in run_steps(steps, ledger.reject):
-            ledger.write(doc)
+        try:
+            for doc in run_steps(steps, ledger.reject):
+                ledger.write(doc)
+        except KeyboardInterrupt:
+            ledger.flush()
+            record_step_counts(run, steps)
+            raise Interrupted(ledger.finished) from None
         ledger.flush()
     record_step_counts(run, steps)
     write_signatures(ws, recipe, run)
+    fault_point("corpus-signatures")
+    return ledger.finished
 
 
 def record_step_counts(run: Run, steps: list[Step]) -> None:
@@ -216,7 +336,7 @@ def merge_shard_catalogs(ws: Workspace) -> int:
     catalogs = sorted((ws.root / "shards").glob("*-of-*/catalog.duckdb"))
     for i, path in enumerate(catalogs):
         alias = f"shard{i}"
-        ws.con.execute(f"ATTACH '{path}' AS {alias} (READ_ONLY)")
+        ws.con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(path)])
         try:
             ws.con.execute(f"INSERT OR REPLACE INTO documents SELECT * FROM {alias}.documents")
             ws.con.execute(f"INSERT OR IGNORE INTO runs SELECT * FROM {alias}.runs")
@@ -292,8 +412,9 @@ def swap_in(tmp: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in ("data", "plots"):
         shutil.rmtree(out / name, ignore_errors=True)
-    for item in tmp.iterdir():
+    for item in sorted(tmp.iterdir()):
         os.replace(item, out / item.name)
+        fault_point("corpus-swap")
     tmp.rmdir()
 
 
@@ -306,8 +427,10 @@ def finalize(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> di
     tmp = opts.out.with_name(opts.out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     write_rows(folders, drop, tmp)
+    fault_point("corpus-out-partial")
     stats = output_stats(ws, tmp, dedup, recipe)
     write_report(tmp, stats)
+    fault_point("corpus-stats")
     swap_in(tmp, opts.out)
     return {"documents": stats["documents"], "tokens": stats["tokens"], "duplicates_removed": len(drop)}
 
@@ -316,29 +439,36 @@ def finalize(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> di
 def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
     """Run phase 1 (this shard, or everything) and, when not sharded, phase 2.
 
-    The e-print workers are spawned processes, so a script calling this needs the usual
-    `if __name__ == "__main__":` guard (notebooks and the CLI need nothing)."""
+    Everything is validated before any work (options, recipe, `--out`); the output folder is
+    locked for the whole run (`OutputLocked` when another run holds it). SIGINT or SIGTERM raises
+    `Interrupted` once the finished documents are safe. The e-print workers are spawned processes,
+    so a script calling this needs the usual `if __name__ == "__main__":` guard (notebooks and the
+    CLI need nothing)."""
     recipe = load_recipe(opts.recipe)
     if opts.benchmarks:
         recipe.decontam.benchmarks = [*recipe.decontam.benchmarks, *map(str, opts.benchmarks)]
-    if opts.docs and not (opts.license or "").strip():
-        raise ValueError("--docs needs --license (stored on every document), e.g. --license CC-BY-4.0")
-    ws = Workspace(shard_workspace(Path(workdir), opts.shard))
-    try:
-        config = {k: str(v) for k, v in vars(opts).items()} | {"recipe": recipe.model_dump(mode="json")}
-        with ws.run("build-corpus", config) as run:
-            run.counts.update(seen=0, skipped_already_done=0, failed=0, dropped=0)
-            if opts.shard is None:
-                run.counts["shard_catalogs_merged"] = merge_shard_catalogs(ws)
-            if opts.from_catalog:
-                opts.eprints = [*opts.eprints, download_harvested(ws, opts, run)]
-            extract(ws, opts, recipe, run)
-            if opts.shard is None:
-                run.counts["output"] = finalize(ws, opts, recipe, run)
-            summary = dict(run.counts)
-        return summary
-    finally:
-        ws.close()
+    if opts.shard is None:
+        opts.out = check_out(opts.out, workdir)
+    with terminate_as_interrupt(), output_lock(opts.out) if opts.shard is None else nullcontext():
+        ws = Workspace(shard_workspace(Path(workdir), opts.shard))
+        try:
+            config = opts.model_dump(mode="json") | {"recipe": recipe.model_dump(mode="json")}
+            with ws.run("build-corpus", config) as run:
+                run.counts.update(seen=0, skipped_already_done=0, failed=0, dropped=0)
+                if opts.shard is None:
+                    run.counts["shard_catalogs_merged"] = merge_shard_catalogs(ws)
+                if opts.from_catalog:
+                    opts.eprints = [*opts.eprints, download_harvested(ws, opts, run)]
+                finished = extract(ws, opts, recipe, run)
+                if opts.shard is None:
+                    try:
+                        run.counts["output"] = finalize(ws, opts, recipe, run)
+                    except KeyboardInterrupt:
+                        raise Interrupted(finished) from None
+                summary = dict(run.counts)
+            return summary
+        finally:
+            ws.close()
 
 
 def _progress(enabled: bool) -> Progress:

@@ -21,34 +21,35 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
-from astrodata.core.config import Strict
+from astrodata.core.config import Count, Fraction, NonNegative, Positive, Strict
 
 
 class FilterSettings(Strict):
     """Document quality thresholds; a threshold set to null switches its filter off."""
 
-    min_words: int | None
-    max_words: int | None
+    min_words: Count | None
+    max_words: Count | None
     language: str
-    min_language_score: float | None  # probability of `language` from py3langid
-    language_sample_chars: int  # identify on the first N characters of prose (speed)
-    max_symbol_word_ratio: float | None  # '#' and ellipses per word (Gopher)
-    max_non_alpha_words: float | None  # share of words with no letter
-    max_digit_ratio: float | None  # digits per non-space character
-    max_dup_line_fraction: float | None
-    max_dup_line_char_fraction: float | None
-    max_dup_paragraph_fraction: float | None
-    max_dup_paragraph_char_fraction: float | None
-    max_top_ngram_char_fraction: dict[int, float]
-    max_dup_ngram_char_fraction: dict[int, float]
+    min_language_score: Fraction | None  # probability of `language` from py3langid
+    language_sample_chars: Positive  # identify on the first N characters of prose (speed)
+    max_symbol_word_ratio: NonNegative | None  # '#' and ellipses per word (Gopher)
+    max_non_alpha_words: Fraction | None  # share of words with no letter
+    max_digit_ratio: Fraction | None  # digits per non-space character
+    max_dup_line_fraction: Fraction | None
+    max_dup_line_char_fraction: Fraction | None
+    max_dup_paragraph_fraction: Fraction | None
+    max_dup_paragraph_char_fraction: Fraction | None
+    max_top_ngram_char_fraction: dict[Annotated[int, Field(ge=2)], Fraction]
+    max_dup_ngram_char_fraction: dict[Annotated[int, Field(ge=2)], Fraction]
     boilerplate_phrases: list[str]
-    max_boilerplate_line_fraction: float | None
-    short_line_chars: int
-    max_short_line_fraction: float | None
+    max_boilerplate_line_fraction: Fraction | None
+    short_line_chars: Count
+    max_short_line_fraction: Fraction | None
 
 
 

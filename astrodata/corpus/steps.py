@@ -12,11 +12,13 @@ these steps ending at the extracted-shard writer.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import multiprocessing
+import resource
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -107,20 +109,45 @@ def in_shard(doc_id: str, shard: tuple[int, int] | None) -> bool:
     return h % n == k - 1
 
 
-def arxiv_tasks(inputs: list[Path]) -> Iterator[Task]:
-    """Every e-print under the given folders; arXiv bulk tars are opened member by member."""
-    from astrodata.sources.eprints import iter_bulk_tar, iter_local_eprints
+def readable_id(name: str) -> str:
+    """A file name as a valid string: bytes that are not UTF-8 (kept by Python as surrogates) become
+    `\\xNN` escapes, so the id can be stored in the catalog and the shards and still be read."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def is_bulk_tar(path: Path) -> bool:
+    return path.name.startswith(BULK_PREFIX) and path.name.endswith(".tar")
+
+
+def arxiv_tasks(inputs: list[Path], on_error: Callable[[Rejection], None]) -> Iterator[Task]:
+    """Every e-print under the given folders or files: arXiv bulk tars (`arXiv_src_*.tar`) are read
+    member by member, any other file is one e-print. A damaged bulk tar is recorded as an error
+    (after its good members) and the other inputs go on."""
+    from astrodata.sources.eprints import EprintError, iter_bulk_tar, iter_local_eprints
 
     for item in inputs:
         if not item.exists():
             raise FileNotFoundError(f"e-prints folder not found: {item}")
+        if item.is_file() and not is_bulk_tar(item):
+            from astrodata.core.arxiv_ids import id_from_filename
+
+            eprint_id = readable_id(id_from_filename(item.name))
+            yield Task(f"arxiv:{eprint_id}", "arxiv", eprint_id, path=item)
+            continue
         bulk = [item] if item.is_file() else sorted(item.glob(f"{BULK_PREFIX}*.tar"))
         for tar_path in bulk:
-            for eprint_id, data in iter_bulk_tar(tar_path):
-                yield Task(f"arxiv:{eprint_id}", "arxiv", eprint_id, data=data)
+            try:
+                for eprint_id, data in iter_bulk_tar(tar_path):
+                    eprint_id = readable_id(eprint_id)
+                    yield Task(f"arxiv:{eprint_id}", "arxiv", eprint_id, data=data)
+            except EprintError as exc:
+                name = readable_id(tar_path.name)
+                on_error(Rejection(f"arxiv-bulk:{name}", "arxiv-bulk", name, "unpack", exc.reason, str(exc),
+                                   fields={"details": {"detail": str(exc)}}))
         if item.is_dir():
             for eprint_id, path in iter_local_eprints(item):
                 if not path.name.startswith(BULK_PREFIX):
+                    eprint_id = readable_id(eprint_id)
                     yield Task(f"arxiv:{eprint_id}", "arxiv", eprint_id, path=path)
 
 
@@ -165,9 +192,14 @@ def extract_arxiv(task: Task, bbl: str, citations: str) -> dict[str, Any]:
     }
 
 
-def _ignore_sigint() -> None:
-    """Worker initializer: Ctrl-C reaches the whole process group; only the parent handles it."""
+def _worker_limits(max_memory_mb: int | None) -> None:
+    """Worker initializer. Ctrl-C reaches the whole process group, but only the parent handles it
+    (it stops the pool); the address-space cap turns a runaway e-print into a `MemoryError` of that
+    document instead of the machine swapping or the kernel's OOM killer picking a process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if max_memory_mb:
+        limit = max_memory_mb * (1 << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def arxiv_row(ws: Workspace, task: Task, result: dict[str, Any]) -> dict[str, Any]:
@@ -189,44 +221,66 @@ def arxiv_row(ws: Workspace, task: Task, result: dict[str, Any]) -> dict[str, An
 
 
 class ArxivReader(Step):
-    """E-prints through a process pool, each with a wall-clock limit (pebble kills overruns)."""
+    """E-prints through a process pool, each with a wall-clock limit (pebble kills overruns) and
+    an address-space cap; `on_choice(doc_id, reason, detail)` records decisions such as which of
+    two copies of one id was used."""
 
     name = "arxiv"
 
     def __init__(self, ws: Workspace, inputs: list[Path], wanted: Callable[[str], bool],
                  shard: tuple[int, int] | None, limit: int | None, workers: int, timeout_s: float,
-                 bbl: str, citations: str, progress: Any):
+                 max_memory_mb: int | None, bbl: str, citations: str, progress: Any,
+                 on_choice: Callable[[str, str, str], None]):
         super().__init__()
         self.ws, self.inputs, self.wanted, self.shard, self.limit = ws, inputs, wanted, shard, limit
-        self.workers, self.timeout_s, self.bbl, self.citations, self.progress = (
-            workers, timeout_s, bbl, citations, progress)
+        self.workers, self.timeout_s, self.max_memory_mb = workers, timeout_s, max_memory_mb
+        self.bbl, self.citations, self.progress, self.on_choice = bbl, citations, progress, on_choice
+
+    def tasks(self) -> Iterator[Task]:
+        """This shard's tasks, the first `limit`, each id once (a second source of the same id is
+        recorded as a choice: the first one found is used), without those already done."""
+        first: dict[str, str] = {}
+        for task in arxiv_tasks(self.inputs, self.reject):
+            if not in_shard(task.doc_id, self.shard):
+                continue
+            where = str(task.path) if task.path is not None else "a bulk tar"
+            if task.doc_id in first:
+                self.counts["duplicate_ids"] += 1
+                self.on_choice(task.doc_id, "duplicate-id", f"used the copy from {first[task.doc_id]}; "
+                                                            f"ignored the one from {where}")
+                continue
+            if self.limit is not None and len(first) >= self.limit:
+                return
+            first[task.doc_id] = where
+            self.counts["seen"] += 1
+            if self.wanted(task.doc_id):
+                yield task
+            else:
+                self.counts["skipped_already_done"] += 1
 
     def run(self, docs: Iterator[Document]) -> Iterator[Document]:
         from pebble import ProcessPool
 
         yield from docs
-        tasks = [t for t in arxiv_tasks(self.inputs) if in_shard(t.doc_id, self.shard)][: self.limit]
-        todo = [t for t in tasks if self.wanted(t.doc_id)]
-        self.counts["seen"] += len(tasks)
-        self.counts["skipped_already_done"] += len(tasks) - len(todo)
-        if not todo:
-            return
-        bar = self.progress.add_task("arxiv", total=len(todo))
+        bar = self.progress.add_task("arxiv", total=None)
         # Workers are spawned, not forked: the parent runs tokenizers (Rust threads) while the
         # pool recycles workers, and a fork taken mid-thread can crash or deadlock the child.
+        # At most `window` e-prints are in flight, so bulk tars are never held in memory whole.
         spawn = multiprocessing.get_context("spawn")
-        with ProcessPool(max_workers=self.workers, max_tasks=200, context=spawn) as pool:
-            futures = [(t, pool.schedule(extract_arxiv, args=(t, self.bbl, self.citations), timeout=self.timeout_s))
-                       for t in todo]
-            for task, future in futures:
-                try:
-                    result = future.result()
-                except FutureTimeout:
-                    result = {"ok": False, "stage": "latex", "reason": "timeout",
-                              "detail": f"over the {self.timeout_s:g} s per-document limit", "seconds": self.timeout_s}
-                except Exception as exc:  # noqa: BLE001 - a crashed worker (e.g. OOM-killed) is a per-doc error
-                    result = {"ok": False, "stage": "worker", "reason": type(exc).__name__,
-                              "detail": str(exc)[:500], "seconds": None}
+        window = 4 * self.workers
+        pool = ProcessPool(max_workers=self.workers, max_tasks=200, context=spawn,
+                           initializer=_worker_limits, initargs=(self.max_memory_mb,))
+        try:
+            in_flight: deque[tuple[Task, Any]] = deque()
+            tasks = self.tasks()
+            while True:
+                for task in itertools.islice(tasks, window - len(in_flight)):
+                    in_flight.append((task, pool.schedule(extract_arxiv, args=(task, self.bbl, self.citations),
+                                                          timeout=self.timeout_s)))
+                if not in_flight:
+                    break
+                task, future = in_flight.popleft()
+                result = self.result(future)
                 self.progress.advance(bar)
                 if not result["ok"]:
                     self.reject(Rejection(task.doc_id, task.source, task.source_id, result["stage"],
@@ -240,6 +294,22 @@ class ArxivReader(Step):
                     residue_per_1k=result["residue_per_1k"], macros_expanded=result["macros_expanded"],
                     missing_inputs=result["missing_inputs"], encoding=result["encoding"],
                     details={"main_file": result["main_file"], "kind": result["kind"]})
+        except BaseException:
+            pool.stop()  # Ctrl-C or an error: do not wait for the e-prints still in flight
+            raise
+        finally:
+            pool.close()
+            pool.join()
+
+    def result(self, future: Any) -> dict[str, Any]:
+        try:
+            return future.result()
+        except FutureTimeout:
+            return {"ok": False, "stage": "latex", "reason": "timeout",
+                    "detail": f"over the {self.timeout_s:g} s per-document limit", "seconds": self.timeout_s}
+        except Exception as exc:  # noqa: BLE001 - a crashed worker (e.g. OOM-killed) is a per-doc error
+            return {"ok": False, "stage": "worker", "reason": type(exc).__name__,
+                    "detail": str(exc)[:500], "seconds": None}
 
 
 class WikipediaReader(Step):

@@ -1,0 +1,89 @@
+"""Run control shared by the long builds: interrupts, one writer per output folder, kill points.
+
+- `Interrupted`: what a build raises after Ctrl-C (SIGINT) or SIGTERM once its finished work is
+  safe on disk; the CLI prints `interrupted: N done, re-run the same command to resume` and exits
+  130 (128 + SIGINT, the shell's convention).
+- `terminate_as_interrupt`: SIGTERM is delivered as SIGINT, so both stop a build the same way
+  (asyncio's runner, which cancels its main task on SIGINT, included).
+- `output_lock`: an exclusive `fcntl.flock` on `.<name>.lock` beside an output folder, held for
+  the whole run, so a second run on the same `--out` (from any workdir) fails at once with one
+  line, as DuckDB's own lock does for the catalog. The kernel drops the lock when the process
+  dies, so a killed run never leaves a stale lock.
+- `fault_point`: with `ASTRODATA_FAULT=NAME` (or `NAME:K`, the K-th time) in the environment the
+  process SIGKILLs itself when it reaches that point: tests use it to kill a build deterministically
+  at each of its file writes and check that a resume ends equal to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+_FAULT_HITS: Counter[str] = Counter()
+
+
+class Interrupted(KeyboardInterrupt):
+    """A build stopped by SIGINT/SIGTERM after keeping its finished work; `done` counts it."""
+
+    def __init__(self, done: int):
+        super().__init__(f"interrupted: {done} done")
+        self.done = done
+
+    def message(self) -> str:
+        return f"interrupted: {self.done} done, re-run the same command to resume"
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises SIGINT (restored on exit; a no-op outside the main thread)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class OutputLocked(RuntimeError):
+    """Another run holds the output folder."""
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[Path]:
+    """Hold the exclusive lock of output folder `out` (see the module docstring); yields the lock file."""
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.parent / f".{out.name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "another process"
+            raise OutputLocked(f"{out} is being written by another run (pid {holder}; lock {path})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def fault_point(name: str) -> None:
+    """SIGKILL this process here when `ASTRODATA_FAULT` names this point (see the module docstring)."""
+    spec = os.environ.get("ASTRODATA_FAULT")
+    if not spec:
+        return
+    point, _, nth = spec.partition(":")
+    if point != name:
+        return
+    _FAULT_HITS[name] += 1
+    if _FAULT_HITS[name] >= int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
