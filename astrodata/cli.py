@@ -216,15 +216,28 @@ def build_qa_cmd(
         "--batch-write", help="Write uncached requests as an OpenAI Batch API JSONL file instead of sending them.")] = None,
     batch_ingest: Annotated[Path | None, typer.Option(
         "--batch-ingest", help="Store a Batch API result file's replies in the cache first.")] = None,
+    max_failed_share: Annotated[float | None, typer.Option(
+        "--max-failed-share", help="Exit non-zero when more than this share of requests fail for good "
+                                   "(default: only when all of them do).")] = None,
 ) -> None:
     """Generate graded QA pairs, summaries and metadata tasks from a corpus, plus the SFT mix (resumable)."""
+    from astrodata.core.control import Interrupted
     from astrodata.qa.build import build_qa
 
-    stats = build_qa(corpus, out, workdir, limit=limit, endpoint=endpoint, model=model, recipe=recipe,
-                     dialect=dialect, batch_write=batch_write, batch_ingest=batch_ingest)
+    overrides = {"engine": {"max_failed_share": max_failed_share}} if max_failed_share is not None else None
+    try:
+        stats = build_qa(corpus, out, workdir, limit=limit, endpoint=endpoint, model=model, recipe=recipe,
+                         dialect=dialect, batch_write=batch_write, batch_ingest=batch_ingest, overrides=overrides)
+    except Interrupted as exc:
+        console.print(exc.message(), highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     engine = stats["engine"]
     spent = (f"{engine['requests_sent']} requests sent, {engine['cache_hits']} cached, "
+             f"{engine['failed']} failed, {engine['rejected']} rejected, "
              f"{engine['tokens_in'] + engine['tokens_out']:,} tokens, ${engine['cost_usd']:.4f}")
+    if stats.get("failure"):
+        raise UserError(f"build-qa: {stats['failure']}; {spent}; reasons in {workdir}/catalog.duckdb "
+                        "(generation_requests, errors)")
     if "output" not in stats:
         console.print(f"build-qa: wrote {stats['batch_requests']} requests to {', '.join(stats['batch_files'])}; "
                       f"run them, then --batch-ingest the results ({spent})", highlight=False, soft_wrap=True)

@@ -76,6 +76,19 @@ def output_lock(out: Path) -> Iterator[Path]:
         os.close(fd)  # closing releases the lock
 
 
+def require_utf8_path(path: Path, option: str) -> Path:
+    """`path`, or ValueError naming `option` when its name has bytes that are not UTF-8: DuckDB
+    and Arrow take paths as UTF-8 strings and cannot open such a folder (inputs that are only
+    read by Python, such as e-print folders, work with any bytes)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise ValueError(f"{option} {shown}: the path is not valid UTF-8, which DuckDB and Arrow need; "
+                         "rename the folder") from None
+    return path
+
+
 def fault_point(name: str) -> None:
     """SIGKILL this process here when `ASTRODATA_FAULT` names this point (see the module docstring)."""
     spec = os.environ.get("ASTRODATA_FAULT")

@@ -37,7 +37,13 @@ from pydantic import Field, field_validator, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from astrodata.core.config import Strict
-from astrodata.core.control import Interrupted, fault_point, output_lock, terminate_as_interrupt
+from astrodata.core.control import (
+    Interrupted,
+    fault_point,
+    output_lock,
+    require_utf8_path,
+    terminate_as_interrupt,
+)
 from astrodata.core.shards import CORPUS_SCHEMA, ShardWriter, existing_ids, read_rows, shard_files
 from astrodata.core.workspace import Run, Workspace
 from astrodata.corpus.recipe import Recipe, load_recipe
@@ -447,8 +453,9 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
     recipe = load_recipe(opts.recipe)
     if opts.benchmarks:
         recipe.decontam.benchmarks = [*recipe.decontam.benchmarks, *map(str, opts.benchmarks)]
+    require_utf8_path(Path(workdir), "--workdir")
     if opts.shard is None:
-        opts.out = check_out(opts.out, workdir)
+        opts.out = check_out(require_utf8_path(opts.out, "--out"), workdir)
     with terminate_as_interrupt(), output_lock(opts.out) if opts.shard is None else nullcontext():
         ws = Workspace(shard_workspace(Path(workdir), opts.shard))
         try:

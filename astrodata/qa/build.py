@@ -28,6 +28,13 @@ from typing import Any
 import pyarrow as pa
 
 from astrodata.core.arxiv_ids import parse_arxiv_id
+from astrodata.core.control import (
+    Interrupted,
+    fault_point,
+    output_lock,
+    require_utf8_path,
+    terminate_as_interrupt,
+)
 from astrodata.core.shards import ShardWriter, read_rows, shard_files, write_stats
 from astrodata.core.textnorm import text_hash
 from astrodata.core.workspace import DEFAULT_WORKDIR, Run, Workspace
@@ -283,6 +290,7 @@ class Builder:
         cols = ", ".join(ITEM_COLUMNS)
         self.ws.con.execute(f"INSERT OR REPLACE INTO qa_items ({cols}) SELECT {cols} FROM qa_items_new")
         self.ws.con.unregister("qa_items_new")
+        fault_point("qa-items")
 
     # -- selection and export ---------------------------------------------------------------------
     def mark(self, reasons: dict[str, str], status: str) -> None:
@@ -324,8 +332,9 @@ class Builder:
 
     def export(self) -> dict[str, int]:
         """Write the kept items to OUT/data through a temporary folder swapped in at the end."""
+        for leftover in [*self.out.glob(".partial-*"), *self.out.glob(".old-*")]:  # of killed runs (we hold the lock)
+            shutil.rmtree(leftover, ignore_errors=True)
         partial = self.out / f".partial-{self.run.run_id}"
-        shutil.rmtree(partial, ignore_errors=True)
         per_kind: Counter[str] = Counter()
         cursor = self.ws.con.execute(
             "SELECT id, kind, messages, source_id, doc_id, passage_id, char_start, char_end, generator, "
@@ -340,9 +349,11 @@ class Builder:
                     row["scores"] = json.loads(row["scores"]) if row["scores"] else None
                     writer.add(row)
                     per_kind[row["kind"]] += 1
+        fault_point("qa-out-partial")
         old = self.out / f".old-{self.run.run_id}"
         if (self.out / "data").exists():
             os.replace(self.out / "data", old)
+            fault_point("qa-swap")
         os.replace(partial / "data", self.out / "data")
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
@@ -381,8 +392,16 @@ def _backends(recipe: QARecipe) -> tuple[Backend, Backend | None]:
 
 
 def _resolve(recipe: QARecipe, endpoint: str | None, model: str | None, dialect: str | None) -> QARecipe:
+    """The recipe with the command-line overrides of the generator, validated like the file's values."""
+    from pydantic import ValidationError
+
+    from astrodata.core.config import describe_errors
+
     update = {k: v for k, v in (("endpoint", endpoint), ("model", model), ("dialect", dialect)) if v is not None}
-    g = recipe.generator.model_copy(update=update)
+    try:
+        g = type(recipe.generator).model_validate({**recipe.generator.model_dump(), **update})
+    except ValidationError as exc:
+        raise QAInputError(describe_errors(exc, {k: f"--{k}" for k in update})) from None
     if g.endpoint and g.model == "embedded":
         raise QAInputError("--endpoint needs --model NAME (the model name the server knows)")
     return recipe.model_copy(update={"generator": g})
@@ -401,6 +420,8 @@ def build_qa(corpus: str | os.PathLike, out: str | os.PathLike, workdir: str | o
     """
     t0 = time.monotonic()
     corpus, out = Path(corpus), Path(out)
+    if limit is not None and limit < 0:
+        raise QAInputError(f"--limit: must be >= 0, got {limit}")
     rec = _resolve(load_qa_recipe(recipe, overrides), endpoint, model, dialect)
     if not (corpus / "data").is_dir() or not shard_files(corpus):
         raise QAInputError(f"corpus {corpus}: no data/*.parquet shards (is it a build-corpus output folder?)")
@@ -410,46 +431,80 @@ def build_qa(corpus: str | os.PathLike, out: str | os.PathLike, workdir: str | o
         raise QAInputError("batch mode needs --endpoint and --model (the server the batch will run on)")
     if batch_write and rec.generator.dialect == "auto":
         raise QAInputError("batch mode cannot probe the server: give --dialect json_schema|json_object_schema|none")
+    for path, option in ((Path(workdir), "--workdir"), (out, "--out"), (corpus, "--corpus")):
+        require_utf8_path(path, option)
+    cwd = Path.cwd().resolve()
+    if out.resolve() in (cwd, *cwd.parents) or out.resolve() == Path(workdir).resolve():
+        raise QAInputError(f"--out {out}: must be a folder of its own, not the current folder, the workdir or "
+                           "a folder above them")
     generator, judge = _backends(rec)
-    ws = Workspace(workdir)
-    try:
-        config = {"corpus": str(corpus), "out": str(out), "limit": limit, "batch_write": str(batch_write or ""),
-                  "batch_ingest": str(batch_ingest or ""), "recipe": rec.model_dump(mode="json")}
-        with ws.run("build-qa", config) as run:
-            ws.con.execute(REQUESTS_SCHEMA + ITEMS_SCHEMA)
-            stats = _build(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest, progress)
-            stats["seconds"] = round(time.monotonic() - t0, 2)
-            run.counts.update(stats)
-        if "output" in stats:
-            write_stats(out, stats)
-        return stats
-    finally:
-        ws.close()
+    with terminate_as_interrupt(), output_lock(out):
+        ws = Workspace(workdir)
+        try:
+            config = {"corpus": str(corpus), "out": str(out), "limit": limit, "batch_write": str(batch_write or ""),
+                      "batch_ingest": str(batch_ingest or ""), "recipe": rec.model_dump(mode="json")}
+            with ws.run("build-qa", config) as run:
+                ws.con.execute(REQUESTS_SCHEMA + ITEMS_SCHEMA)
+                stats = _build(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest,
+                               progress)
+                stats["seconds"] = round(time.monotonic() - t0, 2)
+                stats["failure"] = failure_verdict(stats["engine"], rec.engine.max_failed_share)
+                run.counts.update(stats)
+            if "output" in stats:
+                write_stats(out, stats)
+                fault_point("qa-stats")
+            return stats
+        finally:
+            ws.close()
+
+
+def failure_verdict(engine: dict[str, Any], max_failed_share: float | None) -> str | None:
+    """Why the run must end non-zero, or None: more than `max_failed_share` of this run's requests
+    failed for good (failed after retries, or rejected); with None, only when every one did."""
+    failed = engine["failed"] + engine["rejected"]
+    finished = failed + engine["replies_ok"] + engine["replies_invalid"]
+    if not failed:
+        return None
+    share = failed / finished
+    if (share > max_failed_share) if max_failed_share is not None else failed == finished:
+        limit = "every request" if max_failed_share is None else f"over {max_failed_share:.0%} of requests"
+        return f"{failed} of {finished} requests failed ({share:.0%}; the run fails when {limit} fail)"
+    return None
 
 
 def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limit: int | None,
            generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
            batch_ingest: str | os.PathLike | None, progress: bool) -> dict[str, Any]:
-    """The stages in order: plan (context check), ingest, generate, then batch files or select + export."""
+    """One build with its engine: the stages, then the engine's writer closed (replies committed)."""
     engine = Engine(ws.con, rec.engine, rec.prices, run.run_id, progress=progress, collect=bool(batch_write))
     try:
-        builder = Builder(ws, run, rec, corpus, out, limit, generator, judge, engine)
-        n_docs = builder.check_context()
-        stats: dict[str, Any] = {"documents": n_docs, "generator": generator.name,
-                                 "judge": judge.name if judge else None}
-        if batch_ingest:
-            stats["batch_ingested"] = ingest_batch(ws.con, batch_ingest, rec.prices, rec.batch_discount, run.run_id)
-        ws.con.execute("DELETE FROM qa_items WHERE out = ?", [builder.out_key])
-        stats["dialect"] = asyncio.run(generate_all(builder, n_docs, check_backends=not batch_write))
-        engine.writer.drain()
-        stats["engine"] = engine.summary()
-        if batch_write and engine.pending:
-            files = write_batch(batch_write, engine.pending)
-            stats.update(builder.counts, batch_requests=len(engine.pending), batch_files=[str(f) for f in files])
-            return stats
-        return {**stats, **select_and_export(builder, n_docs)}
+        return _stages(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest, engine)
+    except KeyboardInterrupt:  # SIGINT/SIGTERM: every reply already in is committed by engine.close()
+        s = engine.stats
+        raise Interrupted(s.replies_ok + s.replies_invalid + s.failed + s.rejected) from None
     finally:
         engine.close()
+
+
+def _stages(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limit: int | None,
+            generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
+            batch_ingest: str | os.PathLike | None, engine: Engine) -> dict[str, Any]:
+    """The stages in order: plan (context check), ingest, generate, then batch files or select + export."""
+    builder = Builder(ws, run, rec, corpus, out, limit, generator, judge, engine)
+    n_docs = builder.check_context()
+    stats: dict[str, Any] = {"documents": n_docs, "generator": generator.name,
+                             "judge": judge.name if judge else None}
+    if batch_ingest:
+        stats["batch_ingested"] = ingest_batch(ws.con, batch_ingest, rec.prices, rec.batch_discount, run.run_id)
+    ws.con.execute("DELETE FROM qa_items WHERE out = ?", [builder.out_key])
+    stats["dialect"] = asyncio.run(generate_all(builder, n_docs, check_backends=not batch_write))
+    engine.writer.drain()
+    stats["engine"] = engine.summary()
+    if batch_write and engine.pending:
+        files = write_batch(batch_write, engine.pending)
+        stats.update(builder.counts, batch_requests=len(engine.pending), batch_files=[str(f) for f in files])
+        return stats
+    return {**stats, **select_and_export(builder, n_docs)}
 
 
 async def choose_dialects(builder: Builder) -> None:

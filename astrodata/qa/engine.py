@@ -35,6 +35,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from astrodata.core.control import fault_point
 from astrodata.core.workspace import utc_now
 from astrodata.qa.backends import Backend, Fatal, Rejected, Transient, schema_json
 from astrodata.qa.recipe import EngineSettings, Price
@@ -224,6 +225,7 @@ class CacheWriter:
                 updates, self.updates = self.updates, []
             try:
                 self._write(list(self.writing.values()), updates)
+                fault_point("qa-cache")
             except BaseException as exc:  # noqa: BLE001 - handed to the event loop by _raise
                 with self.lock:
                     self.error = exc
