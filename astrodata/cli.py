@@ -165,6 +165,8 @@ def build_corpus_cmd(
     shard: Annotated[str | None, typer.Option(help="Run only shard K/N of phase 1 (e.g. 2/8); merge later.")] = None,
     bbl: Annotated[str, typer.Option(help="Bibliography .bbl: inline | drop.")] = "inline",
     citations: Annotated[str, typer.Option(help="Citations: marker | keys | drop.")] = "marker",
+    flush_every: Annotated[int, typer.Option(
+        "--flush-every", help="Documents per extracted shard: the most a kill -9 loses (also written every minute).")] = 200,
     retry_failed: Annotated[bool, typer.Option(
         "--retry-failed", help="Try every recorded failure again (timeouts and crashed workers always are).")] = False,
 ) -> None:
@@ -179,7 +181,7 @@ def build_corpus_cmd(
                    shard=parse_shard(shard) if shard else None, bbl=bbl, citations=citations,
                    from_catalog=from_catalog, eprint_url=eprint_url, wikipedia=wikipedia or [],
                    categorylinks=categorylinks, docs=docs or [], license=license, recipe=recipe,
-                   benchmarks=benchmark or [], retry_failed=retry_failed)
+                   benchmarks=benchmark or [], flush_every=flush_every, retry_failed=retry_failed)
     try:
         summary = build_corpus(workdir, opts)
     except Interrupted as exc:

@@ -110,5 +110,5 @@ def describe_errors(exc: ValidationError, names: Mapping[str, str] | None = None
         got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and not isinstance(
             e["input"], dict) else ""
         msg = e["msg"].removeprefix("Value error, ")
-        problems.append(f"{'.'.join(loc) or '<root>'}: {msg}{got[:120]}")
+        problems.append(f"{'.'.join(loc)}: {msg}{got[:120]}" if loc else msg)
     return "; ".join(problems)

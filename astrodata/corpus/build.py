@@ -106,18 +106,25 @@ class CorpusOptions(Strict):
             raise ValueError(f"K/N needs 1 <= K <= N, got {v[0]}/{v[1]}")
         return v
 
+    @field_validator("eprints", "docs", "benchmarks")
+    @classmethod
+    def _paths_exist(cls, paths: list[Path]) -> list[Path]:
+        missing = [str(p) for p in paths if not Path(p).exists()]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} does not exist")
+        return paths
+
+    @field_validator("categorylinks", "recipe")
+    @classmethod
+    def _file_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"{path} is not a file")
+        return path
+
     @model_validator(mode="after")
-    def _inputs_exist(self) -> CorpusOptions:
-        for name in ("eprints", "docs", "benchmarks"):
-            for path in getattr(self, name):
-                if not Path(path).exists():
-                    raise ValueError(f"{name}: {path} does not exist")
-        for name in ("categorylinks", "recipe"):
-            path = getattr(self, name)
-            if path is not None and not Path(path).is_file():
-                raise ValueError(f"{name}: {path} is not a file")
+    def _license_with_docs(self) -> CorpusOptions:
         if self.docs and not (self.license or "").strip():
-            raise ValueError("docs: --docs needs --license (stored on every document), e.g. --license CC-BY-4.0")
+            raise ValueError("--docs needs --license (stored on every document), e.g. --license CC-BY-4.0")
         return self
 
 
@@ -168,14 +175,23 @@ def download_harvested(ws: Workspace, opts: CorpusOptions, run: Run) -> Path:
 
 
 # -- phase 1: extract ------------------------------------------------------------------------
-def settings_fingerprint(opts: CorpusOptions, recipe: Recipe) -> str:
-    """A short hash of every setting that shapes a document's extraction (conversion options, the
-    time limit, the recipe's per-document steps): a failure recorded under other settings is tried
-    again, since the settings, not the input, may have caused it."""
-    used = {"bbl": opts.bbl, "citations": opts.citations, "timeout_s": opts.timeout_s,
-            "max_memory_mb": opts.max_memory_mb,
-            **recipe.model_dump(mode="json", exclude={"dedup"})}
-    return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()[:16]
+def settings_fingerprints(opts: CorpusOptions, recipe: Recipe) -> dict[str, str]:
+    """Short hashes of the settings behind each kind of outcome: `convert` (conversion options, the
+    time and memory limits, the source settings) for failures of the readers, and that plus the
+    filter or decontamination settings for their drops. A failure recorded under other settings is
+    tried again, since the settings, not the input, may have caused it."""
+    convert = {"bbl": opts.bbl, "citations": opts.citations, "timeout_s": opts.timeout_s,
+               "max_memory_mb": opts.max_memory_mb,
+               **recipe.model_dump(mode="json", include={"wikipedia", "local_docs", "tokenizer"})}
+    parts = {"convert": convert, "filter": {**convert, "filters": recipe.filters.model_dump(mode="json")},
+             "decontam": {**convert, "decontam": recipe.decontam.model_dump(mode="json")}}
+    return {k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:16] for k, v in parts.items()}
+
+
+def fingerprint_for(fingerprints: dict[str, str], error: str | None) -> str:
+    """The fingerprint that applies to a failure recorded as `stage: reason`."""
+    stage = (error or "").partition(": ")[0]
+    return fingerprints.get(stage, fingerprints["convert"])
 
 
 def is_final(error: str | None) -> bool:
@@ -192,12 +208,12 @@ class Ledger:
     are committed first with status `pending` (one transaction), then the shard is renamed into
     place, then its rows become `done`. On resume, a `pending` row whose id is in a shard is done;
     any other is extracted again. A failure is final only when the input caused it under the same
-    settings (`settings_fingerprint`); timeouts and crashed or out-of-memory workers, failures
+    settings (`settings_fingerprints`); timeouts and crashed or out-of-memory workers, failures
     under other settings, and with `--retry-failed` every failure, are tried again."""
 
     def __init__(self, ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run):
         self.ws, self.opts, self.run = ws, opts, run
-        self.fingerprint = settings_fingerprint(opts, recipe)
+        self.fingerprints = settings_fingerprints(opts, recipe)
         in_shards: set[str] = set()
         for folder in extracted_folders(ws):
             in_shards |= existing_ids(folder)
@@ -209,7 +225,8 @@ class Ledger:
             "SELECT doc_id, error, json_extract_string(details, '$.settings') FROM documents "
             "WHERE stage = ? AND status IN ('error', 'dropped')", [EXTRACT_STAGE]).fetchall()
         self.done = in_shards | {doc_id for doc_id, error, settings in failures
-                                 if not opts.retry_failed and settings == self.fingerprint and is_final(error)}
+                                 if not opts.retry_failed and is_final(error)
+                                 and settings == fingerprint_for(self.fingerprints, error)}
         self.pending: dict[str, dict[str, Any]] = {}
         self.writer = ShardWriter(ws.path("extracted"), CORPUS_SCHEMA, rows_per_shard=sys.maxsize)
         self.last_flush = time.monotonic()
@@ -222,7 +239,8 @@ class Ledger:
     def reject(self, r: Rejection) -> None:
         """Record a document that will not reach the output, with its reason and the settings."""
         self.pending.pop(r.doc_id, None)
-        fields = {**r.fields, "details": {**(r.fields.get("details") or {}), "settings": self.fingerprint}}
+        settings = fingerprint_for(self.fingerprints, f"{r.stage}: {r.reason}")
+        fields = {**r.fields, "details": {**(r.fields.get("details") or {}), "settings": settings}}
         self.ws.upsert_document(r.doc_id, source=r.source, source_id=r.source_id, stage=EXTRACT_STAGE,
                                 status=r.status, run_id=self.run.run_id, error=f"{r.stage}: {r.reason}", **fields)
         if r.status == "error":
