@@ -4,6 +4,7 @@ Ctrl-C keeping every finished document, one run per output folder (issue 11)."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -118,7 +120,15 @@ def tar_bytes(members: dict[str, bytes], *, global_header: str | None = None) ->
 
 
 def paper(i: int) -> str:
-    return (EPRINTS / "2401.00001v1.tex").read_text().replace("Dwarf", f"Dwarf {i}")
+    """The i-th of ten distinct small papers (distinct, so deduplication keeps them all)."""
+    return _papers()[i]
+
+
+@functools.cache
+def _papers() -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        write_distinct_papers(Path(tmp), 10, seed=11)
+        return [p.read_text() for p in sorted(Path(tmp).iterdir())]
 
 
 def write_hostile_folder(src: Path) -> dict[str, str]:
