@@ -8,6 +8,7 @@ Any exception becomes a non-zero exit with a one-line reason.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -232,6 +233,16 @@ def build_qa_cmd(
                          dialect=dialect, batch_write=batch_write, batch_ingest=batch_ingest, overrides=overrides)
     except Interrupted as exc:
         console.print(exc.message(), highlight=False, soft_wrap=True)
+        import os
+        import threading
+
+        from astrodata.qa.backends import GENERATION_THREAD
+
+        if any(t.name == GENERATION_THREAD and t.is_alive() for t in threading.enumerate()):
+            # a generation still inside torch: an interpreter shutdown would abort on its threads;
+            # the catalog is already closed and every reply committed
+            sys.stderr.flush()
+            os._exit(130)
         raise typer.Exit(130) from None
     engine = stats["engine"]
     spent = (f"{engine['requests_sent']} requests sent, {engine['cache_hits']} cached, "

@@ -273,8 +273,12 @@ class Ledger:
             return
         con = self.ws.con
         con.begin()
-        for doc_id, fields in self.pending.items():
-            self.ws.upsert_document(doc_id, status="pending", **fields)
+        try:
+            for doc_id, fields in self.pending.items():
+                self.ws.upsert_document(doc_id, status="pending", **fields)
+        except BaseException:  # e.g. Ctrl-C mid-way: the caller flushes again from a clean state
+            con.rollback()
+            raise
         con.commit()
         fault_point("corpus-catalog-pending")
         ids = self.writer.flush()

@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from astrodata.core.models import EMBEDDED_NAME, embedded_model_path
 
 DIALECTS = ("json_schema", "json_object_schema", "none")
+GENERATION_THREAD = "embedded-generate"  # the thread name of an embedded generation in flight
 EMBEDDED_GENERATOR = "embedded/SmolLM2-135M-Instruct"
 _KEYLIKE = re.compile(r"\b(?:sk|key)-[A-Za-z0-9_*.\-]{4,}")
 
@@ -143,6 +144,7 @@ class EmbeddedBackend(Backend):
         self._generators: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()  # set when a request is cancelled (Ctrl-C): generation ends at the next token
+        self._threads: set[threading.Thread] = set()
 
     def params(self, schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
         return {"max_tokens": max_tokens, "temperature": self.temperature, "seed": self.seed,
@@ -203,15 +205,28 @@ class EmbeddedBackend(Backend):
             except RuntimeError:  # the loop has closed (the run was interrupted)
                 pass
 
-        threading.Thread(target=work, name="embedded-generate", daemon=True).start()
+        thread = threading.Thread(target=work, name=GENERATION_THREAD, daemon=True)
+        self._threads.add(thread)
+        thread.start()
         try:
             text = await done
         except asyncio.CancelledError:
             self._stop.set()
             raise
+        finally:
+            self._threads.discard(thread)
         tokens_in = len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
         tokens_out = len(self.tokenizer(text, add_special_tokens=False).input_ids)
         return Reply(text, tokens_in, tokens_out, "length" if tokens_out >= max_tokens else "stop")
+
+    async def aclose(self, wait_s: float = 3.0) -> None:
+        """Stop generations still running (a cancelled run) and wait up to `wait_s` for them to end."""
+        if not any(t.is_alive() for t in self._threads):
+            return
+        self._stop.set()
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while any(t.is_alive() for t in self._threads) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
 
 
 def _settle(future: asyncio.Future[str], value: str | None, error: BaseException | None) -> None:
