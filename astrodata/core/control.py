@@ -24,7 +24,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
+
 _FAULT_HITS: Counter[str] = Counter()
+# What Ctrl-C raises: KeyboardInterrupt, or DuckDB's own error when it lands inside a query.
+INTERRUPTS = (KeyboardInterrupt, duckdb.InterruptException)
 
 
 class Interrupted(KeyboardInterrupt):

@@ -38,6 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from astrodata.core.config import Strict
 from astrodata.core.control import (
+    INTERRUPTS,
     Interrupted,
     fault_point,
     output_lock,
@@ -317,7 +318,7 @@ def extract(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> int
         try:
             for doc in run_steps(steps, ledger.reject):
                 ledger.write(doc)
-        except KeyboardInterrupt:
+        except INTERRUPTS:
             ledger.flush()
             record_step_counts(run, steps)
             raise Interrupted(ledger.finished) from None
@@ -492,7 +493,7 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
                 if opts.shard is None:
                     try:
                         run.counts["output"] = finalize(ws, opts, recipe, run)
-                    except KeyboardInterrupt:
+                    except INTERRUPTS:
                         raise Interrupted(finished) from None
                 summary = dict(run.counts)
             return summary

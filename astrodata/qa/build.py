@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from astrodata.core.arxiv_ids import parse_arxiv_id
 from astrodata.core.control import (
+    INTERRUPTS,
     Interrupted,
     fault_point,
     output_lock,
@@ -479,7 +480,7 @@ def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limi
     engine = Engine(ws.con, rec.engine, rec.prices, run.run_id, progress=progress, collect=bool(batch_write))
     try:
         return _stages(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest, engine)
-    except KeyboardInterrupt:  # SIGINT/SIGTERM: every reply already in is committed by engine.close()
+    except INTERRUPTS:  # SIGINT/SIGTERM: every reply already in is committed by engine.close()
         s = engine.stats
         raise Interrupted(s.replies_ok + s.replies_invalid + s.failed + s.rejected) from None
     finally:
