@@ -86,7 +86,7 @@ class StubServer:
 @pytest.fixture
 def corpus(tmp_path) -> Path:
     words = "stars gas dust planets orbit the galaxy halo disk mass light spectra young old bright faint".split()
-    rows = [{"id": f"doc{i}", "source_id": f"local-{i}", "title": f"Paper {i}",
+    rows = [{"id": f"arxiv:2406.1000{i}v1", "source_id": f"2406.1000{i}v1", "title": f"Paper {i}",
              "text": " ".join(words[(i * 7 + j) % len(words)] + ("." if j % 9 == 8 else "") for j in range(450))}
             for i in range(4)]
     return write_corpus(tmp_path / "corpus", rows)

@@ -3,8 +3,9 @@
 - `Interrupted`: what a build raises after Ctrl-C (SIGINT) or SIGTERM once its finished work is
   safe on disk; the CLI prints `interrupted: N done, re-run the same command to resume` and exits
   130 (128 + SIGINT, the shell's convention).
-- `terminate_as_interrupt`: SIGTERM is delivered as SIGINT, so both stop a build the same way
-  (asyncio's runner, which cancels its main task on SIGINT, included).
+- `interrupt_handling`: SIGINT and SIGTERM both raise KeyboardInterrupt and are remembered, since
+  DuckDB reports one that lands inside a query as a plain `RuntimeError`; `is_interrupt` tells.
+  `asyncio_sigint` lends SIGINT back to asyncio's runner, which cancels its main task.
 - `output_lock`: an exclusive `fcntl.flock` on `.<name>.lock` beside an output folder, held for
   the whole run, so a second run on the same `--out` (from any workdir) fails at once with one
   line, as DuckDB's own lock does for the catalog. The kernel drops the lock when the process
@@ -19,16 +20,14 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import duckdb
-
 _FAULT_HITS: Counter[str] = Counter()
-# What Ctrl-C raises: KeyboardInterrupt, or DuckDB's own error when it lands inside a query.
-INTERRUPTS = (KeyboardInterrupt, duckdb.InterruptException)
+_REQUESTED = threading.Event()  # a SIGINT/SIGTERM arrived inside `interrupt_handling`
 
 
 class Interrupted(KeyboardInterrupt):
@@ -43,17 +42,52 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM raises SIGINT (restored on exit; a no-op outside the main thread)."""
+def interrupt_handling() -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM are remembered (`is_interrupt`) and raise KeyboardInterrupt.
+
+    The memory matters because DuckDB turns a SIGINT that lands inside a query into a plain
+    `RuntimeError("Query interrupted")`. Handlers are restored on exit; outside the main thread
+    this is a no-op."""
+    def on_sigint(signum: int, frame: object) -> None:
+        _REQUESTED.set()
+        raise KeyboardInterrupt
+
+    def on_sigterm(signum: int, frame: object) -> None:  # as SIGINT, to whichever handler holds it now
+        _REQUESTED.set()
+        signal.raise_signal(signal.SIGINT)
+
     try:
-        previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+        previous = {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
+                    signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
     except ValueError:  # not the main thread
+        yield
+        return
+    _REQUESTED.clear()
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def asyncio_sigint() -> Iterator[None]:
+    """Python's default SIGINT handler while inside, so `asyncio.run` installs its own (which
+    cancels the main task: every request ends cleanly) and raises KeyboardInterrupt at the end."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous)
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether `exc` is how a SIGINT/SIGTERM surfaced (see `interrupt_handling`)."""
+    return isinstance(exc, KeyboardInterrupt) or (_REQUESTED.is_set() and isinstance(exc, Exception))
 
 
 class OutputLocked(RuntimeError):

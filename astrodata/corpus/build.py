@@ -38,12 +38,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from astrodata.core.config import Strict
 from astrodata.core.control import (
-    INTERRUPTS,
     Interrupted,
     fault_point,
+    interrupt_handling,
+    is_interrupt,
     output_lock,
     require_utf8_path,
-    terminate_as_interrupt,
 )
 from astrodata.core.shards import CORPUS_SCHEMA, ShardWriter, existing_ids, read_rows, shard_files
 from astrodata.core.workspace import Run, Workspace
@@ -318,7 +318,9 @@ def extract(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> int
         try:
             for doc in run_steps(steps, ledger.reject):
                 ledger.write(doc)
-        except INTERRUPTS:
+        except BaseException as exc:
+            if not is_interrupt(exc):
+                raise
             ledger.flush()
             record_step_counts(run, steps)
             raise Interrupted(ledger.finished) from None
@@ -479,7 +481,7 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
     require_utf8_path(Path(workdir), "--workdir")
     if opts.shard is None:
         opts.out = check_out(require_utf8_path(opts.out, "--out"), workdir)
-    with terminate_as_interrupt(), output_lock(opts.out) if opts.shard is None else nullcontext():
+    with interrupt_handling(), output_lock(opts.out) if opts.shard is None else nullcontext():
         ws = Workspace(shard_workspace(Path(workdir), opts.shard))
         try:
             config = opts.model_dump(mode="json") | {"recipe": recipe.model_dump(mode="json")}
@@ -493,7 +495,9 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
                 if opts.shard is None:
                     try:
                         run.counts["output"] = finalize(ws, opts, recipe, run)
-                    except INTERRUPTS:
+                    except BaseException as exc:
+                        if not is_interrupt(exc):
+                            raise
                         raise Interrupted(finished) from None
                 summary = dict(run.counts)
             return summary

@@ -29,12 +29,13 @@ import pyarrow as pa
 
 from astrodata.core.arxiv_ids import parse_arxiv_id
 from astrodata.core.control import (
-    INTERRUPTS,
     Interrupted,
+    asyncio_sigint,
     fault_point,
+    interrupt_handling,
+    is_interrupt,
     output_lock,
     require_utf8_path,
-    terminate_as_interrupt,
 )
 from astrodata.core.shards import ShardWriter, read_rows, shard_files, write_stats
 from astrodata.core.textnorm import text_hash
@@ -439,7 +440,7 @@ def build_qa(corpus: str | os.PathLike, out: str | os.PathLike, workdir: str | o
         raise QAInputError(f"--out {out}: must be a folder of its own, not the current folder, the workdir or "
                            "a folder above them")
     generator, judge = _backends(rec)
-    with terminate_as_interrupt(), output_lock(out):
+    with interrupt_handling(), output_lock(out):
         ws = Workspace(workdir)
         try:
             config = {"corpus": str(corpus), "out": str(out), "limit": limit, "batch_write": str(batch_write or ""),
@@ -480,7 +481,9 @@ def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limi
     engine = Engine(ws.con, rec.engine, rec.prices, run.run_id, progress=progress, collect=bool(batch_write))
     try:
         return _stages(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest, engine)
-    except INTERRUPTS:  # SIGINT/SIGTERM: every reply already in is committed by engine.close()
+    except BaseException as exc:  # SIGINT/SIGTERM: every reply already in is committed by engine.close()
+        if not is_interrupt(exc):
+            raise
         s = engine.stats
         raise Interrupted(s.replies_ok + s.replies_invalid + s.failed + s.rejected) from None
     finally:
@@ -498,7 +501,8 @@ def _stages(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, lim
     if batch_ingest:
         stats["batch_ingested"] = ingest_batch(ws.con, batch_ingest, rec.prices, rec.batch_discount, run.run_id)
     ws.con.execute("DELETE FROM qa_items WHERE out = ?", [builder.out_key])
-    stats["dialect"] = asyncio.run(generate_all(builder, n_docs, check_backends=not batch_write))
+    with asyncio_sigint():
+        stats["dialect"] = asyncio.run(generate_all(builder, n_docs, check_backends=not batch_write))
     engine.writer.drain()
     stats["engine"] = engine.summary()
     if batch_write and engine.pending:
