@@ -83,13 +83,30 @@ class StubServer:
         self.server.server_close()
 
 
-@pytest.fixture
-def corpus(tmp_path) -> Path:
+def make_corpus(folder: Path) -> Path:
     words = "stars gas dust planets orbit the galaxy halo disk mass light spectra young old bright faint".split()
     rows = [{"id": f"arxiv:2406.1000{i}v1", "source_id": f"2406.1000{i}v1", "title": f"Paper {i}",
              "text": " ".join(words[(i * 7 + j) % len(words)] + ("." if j % 9 == 8 else "") for j in range(450))}
             for i in range(4)]
-    return write_corpus(tmp_path / "corpus", rows)
+    return write_corpus(folder / "corpus", rows)
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    return make_corpus(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict:
+    """An uninterrupted build against the stub: its state and how many requests it sent."""
+    base = tmp_path_factory.mktemp("qa-reference")
+    stub = StubServer()
+    try:
+        res = build_qa(base, make_corpus(base), stub)
+    finally:
+        stub.close()
+    assert res.returncode == 0, res.stderr[-2000:]
+    return {"state": state(base), "sent": len(stub.received)}
 
 
 def build_qa(tmp_path: Path, corpus: Path, stub: StubServer, *extra: str, env: dict | None = None,
@@ -177,12 +194,9 @@ QA_KILL_POINTS = ["qa-cache", "qa-items", "qa-out-partial", "qa-swap", "qa-stats
 
 
 @pytest.mark.parametrize("point", QA_KILL_POINTS)
-def test_kill_at_each_write_point_then_resume_equals_uninterrupted(tmp_path, corpus, point):
+def test_kill_at_each_write_point_then_resume_equals_uninterrupted(tmp_path, corpus, reference, point):
     stub = StubServer()
     try:
-        reference = build_qa(tmp_path, corpus, stub, out="ref", work="ref-work")
-        assert reference.returncode == 0, reference.stderr[-2000:]
-        sent_reference = len(stub.received)
         if point == "qa-swap":  # this point moves an earlier output aside: there must be one
             assert build_qa(tmp_path, corpus, stub).returncode == 0
         killed = build_qa(tmp_path, corpus, stub, env={"ASTRODATA_FAULT": point})
@@ -193,11 +207,11 @@ def test_kill_at_each_write_point_then_resume_equals_uninterrupted(tmp_path, cor
         assert resumed.returncode == 0, resumed.stderr[-2000:]
     finally:
         stub.close()
-    assert state(tmp_path) == state(tmp_path, "ref", "ref-work")
+    assert state(tmp_path) == reference["state"]
     assert stored, "the kill came after replies were stored"
     asked_again = [b for b in stub.received[sent_before:] if json.dumps(b["messages"], sort_keys=True) in stored]
     assert asked_again == [], "a reply stored before the kill was asked for again"
-    assert len(stub.received) - sent_before <= sent_reference, "the resume asked for more than a whole run"
+    assert len(stub.received) - sent_before <= reference["sent"], "the resume asked for more than a whole run"
     assert not [p for p in (tmp_path / "qa").iterdir() if p.name.startswith((".partial", ".old"))]
 
 

@@ -6,8 +6,7 @@
 - `interrupt_handling`: SIGINT and SIGTERM both raise KeyboardInterrupt and are remembered, since
   DuckDB reports one that lands inside a query as a plain `RuntimeError`; `is_interrupt` tells.
   `asyncio_sigint` lends SIGINT back to asyncio's runner, which cancels its main task.
-- `output_lock`: an exclusive `fcntl.flock` on `.<name>.lock` beside an output folder, held for
-  the whole run, so a second run on the same `--out` (from any workdir) fails at once with one
+- `output_lock`: an exclusive `fcntl.flock` on `OUT/.astrodata.lock`, held for the whole run, so a second run on the same `--out` (from any workdir) fails at once with one
   line, as DuckDB's own lock does for the catalog. The kernel drops the lock when the process
   dies, so a killed run never leaves a stale lock.
 - `fault_point`: with `ASTRODATA_FAULT=NAME` (or `NAME:K`, the K-th time) in the environment the
@@ -26,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+LOCK_NAME = ".astrodata.lock"
 _FAULT_HITS: Counter[str] = Counter()
 _REQUESTED = threading.Event()  # a SIGINT/SIGTERM arrived inside `interrupt_handling`
 
@@ -96,10 +96,11 @@ class OutputLocked(RuntimeError):
 
 @contextmanager
 def output_lock(out: Path) -> Iterator[Path]:
-    """Hold the exclusive lock of output folder `out` (see the module docstring); yields the lock file."""
+    """Hold the exclusive lock of output folder `out` (see the module docstring); yields the lock file.
+    It lives inside `out`, which a build writes anyway (nothing is written beside it)."""
     out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    path = out.parent / f".{out.name}.lock"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
