@@ -231,6 +231,7 @@ class Ledger:
         self.pending: dict[str, dict[str, Any]] = {}
         self.writer = ShardWriter(ws.path("extracted"), CORPUS_SCHEMA, rows_per_shard=sys.maxsize)
         self.last_flush = time.monotonic()
+        self.unmarked: list[str] = []  # ids in a written shard, not yet `done` in the catalog
         self.counts = run.counts.setdefault("extracted", {})
         self.finished = 0  # documents written to a shard or recorded as failed/dropped by this run
 
@@ -282,11 +283,13 @@ class Ledger:
             raise
         con.commit()
         fault_point("corpus-catalog-pending")
-        ids = self.writer.flush()
+        self.unmarked += self.writer.flush()  # a flush retried after Ctrl-C finds the buffer already written
         fault_point("corpus-shard")
-        con.execute("UPDATE documents SET status = 'done' WHERE doc_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
-        self.finished += len(ids)
-        self.done.update(ids)
+        con.execute("UPDATE documents SET status = 'done' WHERE doc_id IN (SELECT unnest(?::VARCHAR[]))",
+                    [self.unmarked])
+        self.finished += len(self.unmarked)
+        self.done.update(self.unmarked)
+        self.unmarked = []
         self.pending.clear()
 
 
