@@ -79,6 +79,11 @@ _DISPLAY_CLOSE = {"$$": re.compile(r"(?m)(?=\$\$[ \t]*$)"), "\\[": re.compile(r"
 _LINE_END_BLANKS = re.compile(r"[ \t]*")
 
 
+@lru_cache(maxsize=16)
+def _env_closer(end: str) -> re.Pattern[str]:
+    return re.compile(re.escape(end))
+
+
 def strip_math(text: str) -> str:
     """`MATH.sub(" ", text)`, in time linear in the text.
 
@@ -105,7 +110,7 @@ def strip_math(text: str) -> str:
             end = None if close is None else _LINE_END_BLANKS.match(text, close + 2).end()
         else:
             env = f"\\end{{{m['env']}{m['star']}}}"
-            close = first_closer(env, re.compile(re.escape(env)), m.end())
+            close = first_closer(env, _env_closer(env), m.end())
             end = None if close is None else close + len(env)
         if end is None:  # no closer: the regex goes on from the next character
             pos = m.start() + 1
