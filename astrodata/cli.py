@@ -8,6 +8,7 @@ Any exception becomes a non-zero exit with a one-line reason.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,10 +50,30 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except Exception as exc:  # noqa: BLE001 - the CLI boundary reports every failure
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            from pydantic import ValidationError
+
+            if isinstance(exc, ValidationError):  # its first line names only the model
+                from astrodata.core.config import describe_errors
+
+                reason = f"{exc.title}: {describe_errors(exc)}"
             console.print(f"[red]error:[/red] {type(exc).__name__}: {reason}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def options(model: Any, names: dict[str, str], **values: Any) -> Any:
+    """`model(**values)` from command-line values; a bad one is a UserError naming its option
+    (`--field-name`, or `names[field]` where the flag is spelt otherwise)."""
+    from pydantic import ValidationError
+
+    from astrodata.core.config import describe_errors
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        flags = {f: names.get(f, "--" + f.replace("_", "-")) for f in model.model_fields}
+        raise UserError(describe_errors(exc, flags)) from None
 
 
 def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -158,18 +179,28 @@ def build_corpus_cmd(
     shard: Annotated[str | None, typer.Option(help="Run only shard K/N of phase 1 (e.g. 2/8); merge later.")] = None,
     bbl: Annotated[str, typer.Option(help="Bibliography .bbl: inline | drop.")] = "inline",
     citations: Annotated[str, typer.Option(help="Citations: marker | keys | drop.")] = "marker",
+    flush_every: Annotated[int, typer.Option(
+        "--flush-every", help="Documents per extracted shard: the most a kill -9 loses (also written every minute).")] = 200,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Try every recorded failure again (timeouts and crashed workers always are).")] = False,
 ) -> None:
     """Build the corpus dataset from arXiv e-prints (resumable: re-run to continue)."""
+    from astrodata.core.control import Interrupted
     from astrodata.corpus.build import CorpusOptions, build_corpus, parse_shard
 
     if not (eprints or from_catalog or wikipedia or docs):
         raise UserError("nothing to build from: give --eprints, --from-catalog, --wikipedia and/or --docs")
-    opts = CorpusOptions(out=out, eprints=eprints or [], workers=workers, timeout_s=timeout, limit=limit,
-                         shard=parse_shard(shard) if shard else None, bbl=bbl, citations=citations,
-                         from_catalog=from_catalog, eprint_url=eprint_url, wikipedia=wikipedia or [],
-                         categorylinks=categorylinks, docs=docs or [], license=license, recipe=recipe,
-                         benchmarks=benchmark or [])
-    summary = build_corpus(workdir, opts)
+    opts = options(CorpusOptions, {"timeout_s": "--timeout", "benchmarks": "--benchmark"},
+                   out=out, eprints=eprints or [], workers=workers, timeout_s=timeout, limit=limit,
+                   shard=parse_shard(shard) if shard else None, bbl=bbl, citations=citations,
+                   from_catalog=from_catalog, eprint_url=eprint_url, wikipedia=wikipedia or [],
+                   categorylinks=categorylinks, docs=docs or [], license=license, recipe=recipe,
+                   benchmarks=benchmark or [], flush_every=flush_every, retry_failed=retry_failed)
+    try:
+        summary = build_corpus(workdir, opts)
+    except Interrupted as exc:
+        console.print(exc.message(), highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     if opts.shard is None:
         from cards.render import write_corpus_card
 
@@ -201,15 +232,38 @@ def build_qa_cmd(
         "--batch-write", help="Write uncached requests as an OpenAI Batch API JSONL file instead of sending them.")] = None,
     batch_ingest: Annotated[Path | None, typer.Option(
         "--batch-ingest", help="Store a Batch API result file's replies in the cache first.")] = None,
+    max_failed_share: Annotated[float | None, typer.Option(
+        "--max-failed-share", help="Exit non-zero when more than this share of requests fail for good "
+                                   "(default: only when all of them do).")] = None,
 ) -> None:
     """Generate graded QA pairs, summaries and metadata tasks from a corpus, plus the SFT mix (resumable)."""
+    from astrodata.core.control import Interrupted
     from astrodata.qa.build import build_qa
 
-    stats = build_qa(corpus, out, workdir, limit=limit, endpoint=endpoint, model=model, recipe=recipe,
-                     dialect=dialect, batch_write=batch_write, batch_ingest=batch_ingest)
+    overrides = {"engine": {"max_failed_share": max_failed_share}} if max_failed_share is not None else None
+    try:
+        stats = build_qa(corpus, out, workdir, limit=limit, endpoint=endpoint, model=model, recipe=recipe,
+                         dialect=dialect, batch_write=batch_write, batch_ingest=batch_ingest, overrides=overrides)
+    except Interrupted as exc:
+        console.print(exc.message(), highlight=False, soft_wrap=True)
+        import os
+        import threading
+
+        from astrodata.qa.backends import GENERATION_THREAD
+
+        if any(t.name == GENERATION_THREAD and t.is_alive() for t in threading.enumerate()):
+            # a generation still inside torch: an interpreter shutdown would abort on its threads;
+            # the catalog is already closed and every reply committed
+            sys.stderr.flush()
+            os._exit(130)
+        raise typer.Exit(130) from None
     engine = stats["engine"]
     spent = (f"{engine['requests_sent']} requests sent, {engine['cache_hits']} cached, "
+             f"{engine['failed']} failed, {engine['rejected']} rejected, "
              f"{engine['tokens_in'] + engine['tokens_out']:,} tokens, ${engine['cost_usd']:.4f}")
+    if stats.get("failure"):
+        raise UserError(f"build-qa: {stats['failure']}; {spent}; reasons in {workdir}/catalog.duckdb "
+                        "(generation_requests, errors)")
     if "output" not in stats:
         console.print(f"build-qa: wrote {stats['batch_requests']} requests to {', '.join(stats['batch_files'])}; "
                       f"run them, then --batch-ingest the results ({spent})", highlight=False, soft_wrap=True)

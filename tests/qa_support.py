@@ -16,6 +16,8 @@ chat request is keyed by its canonical JSON body. The proxy
   them was delivered (a request sent twice after it succeeded);
 - optionally demands a bearer key (answers 401 like OpenAI otherwise), delays replies, or answers
   every chat request with one canned real reply (`canned`: the client-overhead benchmark).
+The backend's one-token check request (`max_tokens: 1`, sent before any work) is passed through
+like the model list: it is neither counted, recorded nor faulted.
 It is written on raw asyncio streams because the faults (hang, cut body) must be byte-exact.
 """
 
@@ -151,7 +153,11 @@ class FaultProxy:
                              "code": "invalid_api_key"}}
             await self._write(writer, 401, json.dumps(err).encode())
             return True
-        if not (method == "POST" and path.endswith("/chat/completions")):
+        probe = method == "POST" and json.loads(raw or b"{}").get("max_tokens") == 1  # the pre-run check
+        if not (method == "POST" and path.endswith("/chat/completions")) or probe:
+            if self.canned is not None and probe:
+                await self._write(writer, 200, self.canned)
+                return True
             if self.canned is not None:  # no upstream needed: an empty model list
                 await self._write(writer, 200, b'{"object": "list", "data": []}')
                 return True

@@ -115,6 +115,8 @@ def test_hub_id_from_local_hub_cache(tmp_path):
         (lambda r: r[1].update(correct="E"), r"bad.jsonl: row 2: answer 'E' is not one of A, B, C, D"),
         (lambda r: r[6].update(id="astro-002"), r"bad.jsonl: row 7: duplicate id 'astro-002' \(also row 2\)"),
         (lambda r: r[0].update(question=""), r"bad.jsonl: row 1: the question is missing"),
+        (lambda r: r[3].update(E="a fifth option"), r"bad.jsonl: row 4: option E given, but .* four options"),
+        (lambda r: r[3].update(e="x", F="y"), r"bad.jsonl: row 4: option E, F given"),
     ],
 )
 def test_bad_rows_are_named(tmp_path, mutate, message):
@@ -141,3 +143,17 @@ def test_empty_missing_and_unsupported_files(tmp_path):
     (tmp_path / "short.csv").write_text("q,a,b\n")
     with pytest.raises(MCQError, match="short.csv: row 1: expected question and 4 options"):
         load_mcqs(tmp_path / "short.csv")
+
+
+def test_option_e_column_in_csv_and_unreadable_files_name_the_file(tmp_path):
+    """An option-E column was dropped silently by eval and export-lm-eval; decode and nesting errors
+    did not say which file."""
+    (tmp_path / "five.csv").write_text("question,A,B,C,D,E,answer\nWhich?,a,b,c,d,e,A\n")
+    with pytest.raises(MCQError, match=r"five.csv: row 1: option E given"):
+        load_mcqs(tmp_path / "five.csv")
+    (tmp_path / "latin.jsonl").write_bytes('{"question": "caf\u00e9?"}'.encode("latin-1"))
+    with pytest.raises(MCQError, match=r"latin.jsonl: not UTF-8 text"):
+        load_mcqs(tmp_path / "latin.jsonl")
+    (tmp_path / "deep.json").write_text("[" * 100_000)
+    with pytest.raises(MCQError, match=r"deep.json: JSON nested too deeply"):
+        load_mcqs(tmp_path / "deep.json")

@@ -84,6 +84,10 @@ def test_cli_merge_bfloat16_normalised_weights(variants, direct, tmp_path):
 
 def test_merge_refuses_incompatible_inputs(variants, tmp_path, embedded_model):
     a, b, big = variants
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from astrodata.cli import app
+
     def cfg(*models, out="out"):
         return MergeConfig(models=[{"path": m, "weight": 1.0} for m in models], out=tmp_path / out)
 
@@ -94,14 +98,29 @@ def test_merge_refuses_incompatible_inputs(variants, tmp_path, embedded_model):
     with pytest.raises(ValueError, match="vocabulary mismatch: .*vocab_size=49216"):
         merge(cfg(a, b).model_copy(update={"base_from": big}))
 
+    wide = tmp_path / "wide"  # same vocabulary, another hidden size
+    config = AutoConfig.from_pretrained(embedded_model, num_hidden_layers=4, hidden_size=192, intermediate_size=256,
+                                        num_attention_heads=3, num_key_value_heads=1)
+    AutoModelForCausalLM.from_config(config).save_pretrained(wide)
+    with pytest.raises(ValueError, match=r"hidden-size mismatch: model.embed_tokens.weight .* \(hidden size 576 "
+                                         r"vs 192\)"):
+        merge(cfg(a, wide))
+    for bad in ("nan", "inf", "-inf"):
+        with pytest.raises(ValueError, match="the weight must be a finite number"):
+            parse_model_spec(f"{a}:{bad}")
+    res = CliRunner().invoke(app, ["merge", "--model", f"{a}:nan", "--out", str(tmp_path / "nan-out")])
+    assert res.exit_code == 1 and "finite number" in res.output and not (tmp_path / "nan-out").exists()
+    with pytest.raises(ValueError, match=r"models.0.weight: Input should be a finite number"):
+        from training.config import load_config
+
+        load_config(MergeConfig, None, {"models": [{"path": str(a), "weight": float("nan")}], "out": "x"})
+
     broken = tmp_path / "broken"
     shutil.copytree(a, broken)
     victim = sorted(broken.glob("model-*.safetensors"))[2]
     victim.unlink()
     with pytest.raises(FileNotFoundError, match=f"shard\\(s\\) {victim.name} listed in model.safetensors.index.json"):
         merge(cfg(broken, b))
-
-    from transformers import AutoModelForCausalLM
 
     shallow = tmp_path / "shallow"
     AutoModelForCausalLM.from_pretrained(embedded_model, num_hidden_layers=2).save_pretrained(shallow)

@@ -70,7 +70,7 @@ class SFTConfig(TrainConfig):
 
 class MergeInput(Strict):
     path: Path
-    weight: float
+    weight: float = Field(allow_inf_nan=False)  # nan/inf would make every merged tensor nan
 
 
 class MergeConfig(Strict):

@@ -15,6 +15,7 @@ the tensors equal mergekit's `linear` merge.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -95,13 +96,18 @@ def check_compatible(ckpts: list[Checkpoint]) -> list[str]:
             raise ValueError(f"different tensor names: only in {ref.path}: {only_ref}; only in {other.path}: "
                              f"{only_other}")
         for name in names:
-            if ref.shapes[name] != other.shapes[name]:
-                if name.endswith("embed_tokens.weight") or name == HEAD:
-                    raise ValueError(f"vocabulary mismatch: {ref.path} has {ref.shapes[name][0]} rows in {name}, "
-                                     f"{other.path} has {other.shapes[name][0]}; merge only models that "
-                                     "share a tokenizer")
-                raise ValueError(f"shape mismatch for {name}: {ref.shapes[name]} in {ref.path}, "
-                                 f"{other.shapes[name]} in {other.path}")
+            mine, theirs_shape = ref.shapes[name], other.shapes[name]
+            if mine == theirs_shape:
+                continue
+            embedding = name.endswith("embed_tokens.weight") or name == HEAD
+            if embedding and mine[1:] == theirs_shape[1:]:
+                raise ValueError(f"vocabulary mismatch: {ref.path} has {mine[0]} rows in {name}, "
+                                 f"{other.path} has {theirs_shape[0]}; merge only models that share a tokenizer")
+            if embedding:
+                raise ValueError(f"hidden-size mismatch: {name} is {mine} in {ref.path}, {theirs_shape} in "
+                                 f"{other.path} (hidden size {mine[-1]} vs {theirs_shape[-1]}); merge only models "
+                                 "of one architecture")
+            raise ValueError(f"shape mismatch for {name}: {mine} in {ref.path}, {theirs_shape} in {other.path}")
     return names
 
 
@@ -253,6 +259,9 @@ def parse_model_spec(spec: str) -> dict[str, Any]:
     try:
         if not sep or not path:
             raise ValueError
-        return {"path": path, "weight": float(weight)}
+        value = float(weight)
     except ValueError:
         raise ValueError(f"--model {spec!r}: expected PATH:WEIGHT, e.g. out/sft:0.75") from None
+    if not math.isfinite(value):
+        raise ValueError(f"--model {spec!r}: the weight must be a finite number, got {weight!r}")
+    return {"path": path, "weight": value}

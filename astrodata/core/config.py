@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class Strict(BaseModel):
@@ -29,6 +29,12 @@ class Strict(BaseModel):
 
 
 M = TypeVar("M", bound=BaseModel)
+
+# Constrained numbers for settings fields: finite, and in the range the field can mean.
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]  # a share, 0..1
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,5 +95,20 @@ def load_config(model: type[M], path: str | Path | None = None,
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{path or default or 'config'}: {problems}") from None
+        raise ValueError(f"{path or default or 'config'}: {describe_errors(exc)}") from None
+
+
+def describe_errors(exc: ValidationError, names: Mapping[str, str] | None = None) -> str:
+    """Every problem of a pydantic error on one line: `a.b: reason (got X); c: reason`.
+
+    `names` renames top-level fields (e.g. `timeout_s` -> `--timeout` for command-line options)."""
+    problems = []
+    for e in exc.errors():
+        loc = [str(p) for p in e["loc"]]
+        if loc and names and loc[0] in names:
+            loc[0] = names[loc[0]]
+        got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and not isinstance(
+            e["input"], dict) else ""
+        msg = e["msg"].removeprefix("Value error, ")
+        problems.append(f"{'.'.join(loc)}: {msg}{got[:120]}" if loc else msg)
+    return "; ".join(problems)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 LETTERS = ("A", "B", "C", "D")
+EXTRA_OPTIONS = ("e", "f", "g", "h", "i", "j")  # columns of 5-10-option MCQs (MMLU-Pro has up to J)
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv")
 ID_COLUMNS = ("id", "question_id", "qid")
 ANSWER_COLUMNS = ("correct", "answer")
@@ -194,7 +195,17 @@ def _hub_snapshot(repo_id: str, hub_cache: str | Path | None, offline: bool | No
 
 
 def read_records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    """Yield (1-based row number, record) for every row of a data file."""
+    """Yield (1-based row number, record) for every row of a data file; MCQError naming the file
+    for bytes that are not UTF-8 and for JSON nested too deep to read."""
+    try:
+        yield from _records(path)
+    except UnicodeDecodeError as exc:
+        raise MCQError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except RecursionError:
+        raise MCQError(f"{path}: JSON nested too deeply to read") from None
+
+
+def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -277,6 +288,10 @@ def _to_mcq(record: dict[str, Any], path: Path, row_no: int, default_id: str) ->
         if not isinstance(choices, list | tuple) or len(choices) != 4:
             raise MCQError(f"{where}: 'choices' must be a list of 4 options")
         rec.update({letter.lower(): choice for letter, choice in zip(LETTERS, choices, strict=True)})
+    extra = sorted(k.upper() for k in rec if k in EXTRA_OPTIONS and _present(rec[k]))
+    if extra:  # never dropped silently: the question would be scored without one of its options
+        raise MCQError(f"{where}: option {', '.join(extra)} given, but AstroMLab-1 questions have four "
+                       "options (A-D); remove the extra option or the question")
     options = []
     for letter in LETTERS:
         value = rec.get(letter.lower())

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS runs (
     config      JSON,
     started_at  TIMESTAMP NOT NULL,
     ended_at    TIMESTAMP,
-    status      VARCHAR NOT NULL,          -- running | done | failed
+    status      VARCHAR NOT NULL,          -- running | done | failed | interrupted
     counts      JSON
 );
 CREATE TABLE IF NOT EXISTS papers (
@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS documents (
     source          VARCHAR NOT NULL,      -- arxiv | wikipedia | textbook
     source_id       VARCHAR NOT NULL,
     stage           VARCHAR NOT NULL,      -- last stage reached
-    status          VARCHAR NOT NULL,      -- done | error | skipped | dropped
+    status          VARCHAR NOT NULL,      -- done | error | skipped | dropped | pending (shard being written)
     run_id          VARCHAR,
     words           BIGINT,
     n_tokens        BIGINT,
@@ -153,6 +153,9 @@ class Workspace:
         run = Run(self, command, config or {})
         try:
             yield run
+        except KeyboardInterrupt:  # SIGINT/SIGTERM: finished work is kept, a re-run resumes
+            run.finish("interrupted")
+            raise
         except BaseException:
             run.finish("failed")
             raise

@@ -1,2 +1,3 @@
 """Corpus stage: quality filters, near-duplicate removal, benchmark decontamination, token counts,
-statistics, and the build that composes them (`astrodata.corpus.build.build_corpus`)."""
+statistics, the blocks of one shape they run as (`astrodata.corpus.steps`), and the build that
+composes them (`astrodata.corpus.build.build_corpus`)."""

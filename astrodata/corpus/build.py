@@ -2,11 +2,12 @@
 
 Two phases, so the per-document work can be split across processes or cluster tasks:
 
-1. **extract** (per document, parallel, resumable), a chain of generator blocks in the manner of
-   datatrove: sources (arXiv e-prints -> unpack -> flatten -> LaTeX to text in a process pool;
-   Wikipedia; local documents) -> quality filters -> decontamination -> token counts ->
-   `WORKDIR/extracted/` shards, then the MinHash signatures of those rows. Each document's
-   outcome (done, dropped by which filter, error with a reason) goes to the catalog. With
+1. **extract** (per document, parallel, resumable): a list of steps of one shape
+   (`astrodata.corpus.steps`, as datatrove's blocks): readers (arXiv e-prints -> unpack ->
+   flatten -> LaTeX to text in a process pool; Wikipedia; local documents) -> quality filters ->
+   decontamination -> token counts, into `WORKDIR/extracted/` shards, then the MinHash signatures
+   of those rows. The steps report what they drop; the `Ledger` here keeps the bookkeeping: each
+   document's outcome (done, dropped by which filter, error with a reason) goes to the catalog. With
    `--shard K/N` this phase sees only the documents whose stable hash falls in shard K, in its
    own workspace `WORKDIR/shards/K-of-N/` (DuckDB allows one writer per file).
 2. **finalize** (one process): fold in the shard catalogs, deduplicate over every shard's
@@ -21,63 +22,125 @@ themselves are the source of truth, so a SIGKILL at any point neither loses nor 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import multiprocessing
 import os
 import shutil
+import sys
 import time
-from collections.abc import Iterator
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pebble import ProcessPool
+import pyarrow as pa
+from pydantic import Field, field_validator, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from astrodata.core.config import Strict
+from astrodata.core.control import (
+    Interrupted,
+    fault_point,
+    interrupt_handling,
+    is_interrupt,
+    output_lock,
+    require_utf8_path,
+)
 from astrodata.core.shards import CORPUS_SCHEMA, ShardWriter, existing_ids, read_rows, shard_files
 from astrodata.core.workspace import Run, Workspace
 from astrodata.corpus.recipe import Recipe, load_recipe
+from astrodata.corpus.steps import (
+    ArxivReader,
+    Decontaminate,
+    Document,
+    LocalDocsReader,
+    LossCounter,
+    QualityFilter,
+    Rejection,
+    Step,
+    TokenCounter,
+    WikipediaReader,
+    in_shard,
+    run_steps,
+)
 
 EXTRACT_STAGE = "extract"
-BULK_PREFIX = "arXiv_src_"
+_IDS = pa.schema([("doc_id", pa.string())])
 
 
-@dataclass
-class CorpusOptions:
-    """What one build-corpus invocation was asked to do."""
+MAX_WORKERS = 4 * (os.cpu_count() or 1)  # more processes than this only thrash memory
+FLUSH_SECONDS = 60.0  # a shard is written at least this often: the most work a kill -9 loses
+# Failures caused by the machine, not by the e-print: never final (a re-run tries them again).
+RETRYABLE_STAGES = ("worker", "download")
+RETRYABLE_REASONS = ("timeout", "MemoryError")
+
+
+class CorpusOptions(Strict):
+    """What one build-corpus invocation was asked to do (the CLI's flags set these fields).
+
+    Every value is checked here, before any work: a bad one fails with `field: reason`."""
 
     out: Path
-    eprints: list[Path] = field(default_factory=list)  # folders of e-prints or arXiv bulk source tars
-    wikipedia: list[str] = field(default_factory=list)  # pages-articles XML dumps, Parquet paths or Hub ids
+    eprints: list[Path] = []  # folders of e-prints, arXiv bulk source tars, or single e-print files
+    wikipedia: list[str] = []  # pages-articles XML dumps, Parquet paths or Hub ids
     categorylinks: Path | None = None  # page,category CSV for the category-graph selection
-    docs: list[Path] = field(default_factory=list)  # folders of textbooks and other local documents
+    docs: list[Path] = []  # folders of textbooks and other local documents
     license: str | None = None  # required with docs: stored on every local document
     recipe: Path | None = None  # YAML overriding astrodata/recipes/corpus.yaml
-    benchmarks: list[Path] = field(default_factory=list)  # question files to decontaminate against
-    workers: int = max(1, (os.cpu_count() or 1))
-    timeout_s: float = 120.0  # per-document wall-clock limit
-    limit: int | None = None
+    benchmarks: list[Path] = []  # question files to decontaminate against
+    workers: int = Field(default=max(1, min(MAX_WORKERS, os.cpu_count() or 1)), ge=1, le=MAX_WORKERS)
+    timeout_s: float = Field(default=120.0, gt=0, allow_inf_nan=False)  # per-document wall-clock limit
+    max_memory_mb: int | None = Field(default=4096, ge=256)  # address-space cap of each e-print worker
+    limit: int | None = Field(default=None, ge=0)
     shard: tuple[int, int] | None = None  # (K, N), K in 1..N
-    bbl: str = "inline"
-    citations: str = "marker"
-    flush_every: int = 200  # rows per extracted shard: the resume granularity
+    bbl: Literal["inline", "drop"] = "inline"
+    citations: Literal["marker", "keys", "drop"] = "marker"
+    flush_every: int = Field(default=200, ge=1)  # rows per extracted shard (also written every FLUSH_SECONDS)
     from_catalog: bool = False  # download the e-prints of every harvested paper first
     eprint_url: str = "https://arxiv.org/e-print/"
-    download_delay_s: float = 3.0  # arXiv's politeness delay between e-print requests
+    download_delay_s: float = Field(default=3.0, ge=0, allow_inf_nan=False)  # arXiv's politeness delay
+    retry_failed: bool = False  # try every recorded failure again, whatever its reason
     progress: bool = True
 
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and not 1 <= v[0] <= v[1]:
+            raise ValueError(f"K/N needs 1 <= K <= N, got {v[0]}/{v[1]}")
+        return v
 
-@dataclass
-class Task:
-    """One document to extract: where its bytes are and how to call it."""
+    @field_validator("eprints", "docs", "benchmarks")
+    @classmethod
+    def _paths_exist(cls, paths: list[Path]) -> list[Path]:
+        missing = [str(p) for p in paths if not Path(p).exists()]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} does not exist")
+        return paths
 
-    doc_id: str
-    source: str
-    source_id: str
-    path: Path | None = None
-    data: bytes | None = None
+    @field_validator("categorylinks", "recipe")
+    @classmethod
+    def _file_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"{path} is not a file")
+        return path
+
+    @model_validator(mode="after")
+    def _license_with_docs(self) -> CorpusOptions:
+        if self.docs and not (self.license or "").strip():
+            raise ValueError("--docs needs --license (stored on every document), e.g. --license CC-BY-4.0")
+        return self
+
+
+def check_out(out: Path, workdir: Path) -> Path:
+    """The output folder, resolved; refuses one whose data swap would hit the current folder, the
+    workspace, or a folder holding either. Raises ValueError naming the option."""
+    resolved = Path(out).resolve()
+    cwd, work = Path.cwd().resolve(), Path(workdir).resolve()
+    if resolved in (cwd, *cwd.parents) or resolved == work or resolved in work.parents:
+        raise ValueError(f"--out {out}: must be a folder of its own, not the current folder, the workdir or "
+                         "a folder above them (its data/ and plots/ are replaced)")
+    if resolved.exists() and not resolved.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    return resolved
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -91,35 +154,8 @@ def parse_shard(spec: str) -> tuple[int, int]:
     return k, n
 
 
-def in_shard(doc_id: str, shard: tuple[int, int] | None) -> bool:
-    """Stable assignment of documents to shards (same answer on every machine and run)."""
-    if shard is None:
-        return True
-    k, n = shard
-    h = int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "big")
-    return h % n == k - 1
-
-
 def shard_workspace(workdir: Path, shard: tuple[int, int] | None) -> Path:
     return workdir if shard is None else workdir / "shards" / f"{shard[0]}-of-{shard[1]}"
-
-
-# -- discovery -------------------------------------------------------------------------------
-def arxiv_tasks(inputs: list[Path]) -> Iterator[Task]:
-    """Every e-print under the given folders; arXiv bulk tars are opened member by member."""
-    from astrodata.sources.eprints import iter_bulk_tar, iter_local_eprints
-
-    for item in inputs:
-        if not item.exists():
-            raise FileNotFoundError(f"e-prints folder not found: {item}")
-        bulk = [item] if item.is_file() else sorted(item.glob(f"{BULK_PREFIX}*.tar"))
-        for tar_path in bulk:
-            for eprint_id, data in iter_bulk_tar(tar_path):
-                yield Task(f"arxiv:{eprint_id}", "arxiv", eprint_id, data=data)
-        if item.is_dir():
-            for eprint_id, path in iter_local_eprints(item):
-                if not path.name.startswith(BULK_PREFIX):
-                    yield Task(f"arxiv:{eprint_id}", "arxiv", eprint_id, path=path)
 
 
 def download_harvested(ws: Workspace, opts: CorpusOptions, run: Run) -> Path:
@@ -140,265 +176,194 @@ def download_harvested(ws: Workspace, opts: CorpusOptions, run: Run) -> Path:
     return dest
 
 
-# -- the per-document worker (runs in a child process) ---------------------------------------
-def extract_arxiv(task: Task, bbl: str, citations: str, tables: str = "markdown") -> dict[str, Any]:
-    """Unpack, flatten and convert one e-print; never raises: failures come back as data."""
-    from astrodata.latex.flatten import flatten
-    from astrodata.latex.to_text import TextOptions, latex_to_text
-    from astrodata.sources.eprints import EprintError, unpack_eprint
-
-    start = time.perf_counter()
-    stage = "unpack"
-    try:
-        eprint = unpack_eprint(task.data if task.data is not None else task.path, task.source_id)
-        stage = "flatten"
-        flat = flatten(eprint, bbl=bbl)
-        stage = "latex"
-        # Macros defined in the e-print's own .sty files count as user macros too.
-        doc = latex_to_text(flat.text, TextOptions(citations=citations, tables=tables),
-                            preamble="\n".join(flat.packages.values()))
-        if not doc.text.strip() or doc.words == 0:
-            raise ValueError("conversion produced no text")
-    except EprintError as exc:
-        return {"ok": False, "stage": stage, "reason": exc.reason, "detail": str(exc),
-                "seconds": time.perf_counter() - start}
-    except Exception as exc:  # noqa: BLE001 - any per-document failure is recorded, the run goes on
-        reason = getattr(exc, "reason", None) or type(exc).__name__
-        return {"ok": False, "stage": stage, "reason": reason, "detail": str(exc)[:500],
-                "seconds": time.perf_counter() - start}
-    encodings = set(eprint.encodings.values())
-    return {
-        "ok": True,
-        "title": doc.title,
-        "text": doc.text,
-        "words": doc.words,
-        "residue_per_1k": doc.residue_per_1k,
-        "macros_expanded": doc.macros_expanded,
-        "missing_inputs": list(flat.missing_inputs),
-        "encoding": "latin-1" if "latin-1" in encodings else "utf-8",
-        "main_file": flat.main_file,
-        "kind": eprint.kind,
-        "seconds": time.perf_counter() - start,
-        "losses": [[kind, name, n] for (kind, name), n in doc.losses.items()],
-    }
-
-
 # -- phase 1: extract ------------------------------------------------------------------------
-def arxiv_row(ws: Workspace, task: Task, result: dict[str, Any]) -> dict[str, Any]:
-    """A corpus row: catalog metadata (when harvested) wins over what the LaTeX says."""
-    from astrodata.sources.arxiv_meta import paper_metadata, row_license_url_date
-
-    meta = paper_metadata(ws, task.source_id) or {}
-    return {
-        "id": task.doc_id,
-        "source": task.source,
-        "source_id": task.source_id,
-        "title": meta.get("title") or result["title"] or task.source_id,
-        "text": result["text"],
-        "n_tokens": None,
-        # licence (arXiv's default where the record names none), url and date for every known arXiv id
-        **row_license_url_date(task.source_id, meta),
-    }
+def settings_fingerprints(opts: CorpusOptions, recipe: Recipe) -> dict[str, str]:
+    """Short hashes of the settings behind each kind of outcome: `convert` (conversion options, the
+    time and memory limits, the source settings) for failures of the readers, and that plus the
+    filter or decontamination settings for their drops. A failure recorded under other settings is
+    tried again, since the settings, not the input, may have caused it."""
+    convert = {"bbl": opts.bbl, "citations": opts.citations, "timeout_s": opts.timeout_s,
+               "max_memory_mb": opts.max_memory_mb,
+               **recipe.model_dump(mode="json", include={"wikipedia", "local_docs", "tokenizer", "latex"})}
+    parts = {"convert": convert, "filter": {**convert, "filters": recipe.filters.model_dump(mode="json")},
+             "decontam": {**convert, "decontam": recipe.decontam.model_dump(mode="json")},
+             "losses": {**convert, "losses": recipe.losses.model_dump(mode="json")}}
+    return {k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:16] for k, v in parts.items()}
 
 
-class Extraction:
-    """Phase 1 state: which documents are done, the shard writer, and catalog fields waiting
-    for their row's shard to reach the disk (a row is only `done` once it is in a shard)."""
+def fingerprint_for(fingerprints: dict[str, str], error: str | None) -> str:
+    """The fingerprint that applies to a failure recorded as `stage: reason`."""
+    stage = (error or "").partition(": ")[0]
+    return fingerprints.get(stage, fingerprints["convert"])
 
-    def __init__(self, ws: Workspace, opts: CorpusOptions, run: Run, progress: Progress):
-        self.ws, self.opts, self.run, self.progress = ws, opts, run, progress
-        not_done = ws.con.execute(
-            "SELECT doc_id FROM documents WHERE stage = ? AND status <> 'done'", [EXTRACT_STAGE]).fetchall()
-        self.done = {r[0] for r in not_done}
+
+def is_final(error: str | None) -> bool:
+    """Whether a recorded failure (`stage: reason`) was caused by the input, not by the machine."""
+    stage, _, reason = (error or "").partition(": ")
+    return stage not in RETRYABLE_STAGES and reason not in RETRYABLE_REASONS
+
+
+class Ledger:
+    """Phase 1 bookkeeping, kept out of the steps: which documents are done, the shard writer,
+    and the catalog rows of documents on their way into a shard.
+
+    Order of writes, so that every kill point resumes to the same result: a shard's catalog rows
+    are committed first with status `pending` (one transaction), then the shard is renamed into
+    place, then its rows become `done`. On resume, a `pending` row whose id is in a shard is done;
+    any other is extracted again. A failure is final only when the input caused it under the same
+    settings (`settings_fingerprints`); timeouts and crashed or out-of-memory workers, failures
+    under other settings, and with `--retry-failed` every failure, are tried again."""
+
+    def __init__(self, ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run):
+        self.ws, self.opts, self.run = ws, opts, run
+        self.fingerprints = settings_fingerprints(opts, recipe)
+        in_shards: set[str] = set()
         for folder in extracted_folders(ws):
-            self.done |= existing_ids(folder)
+            in_shards |= existing_ids(folder)
+        ws.con.register("ledger_in_shards", pa.table({"doc_id": sorted(in_shards)}, schema=_IDS))
+        ws.con.execute("UPDATE documents SET status = 'done' WHERE stage = ? AND status = 'pending' "
+                       "AND doc_id IN (SELECT doc_id FROM ledger_in_shards)", [EXTRACT_STAGE])
+        ws.con.unregister("ledger_in_shards")
+        failures = ws.con.execute(
+            "SELECT doc_id, error, json_extract_string(details, '$.settings') FROM documents "
+            "WHERE stage = ? AND status IN ('error', 'dropped')", [EXTRACT_STAGE]).fetchall()
+        self.done = in_shards | {doc_id for doc_id, error, settings in failures
+                                 if not opts.retry_failed and is_final(error)
+                                 and settings == fingerprint_for(self.fingerprints, error)}
         self.pending: dict[str, dict[str, Any]] = {}
-        self.writer = ShardWriter(ws.path("extracted"), CORPUS_SCHEMA, rows_per_shard=opts.flush_every)
+        self.writer = ShardWriter(ws.path("extracted"), CORPUS_SCHEMA, rows_per_shard=sys.maxsize)
+        self.last_flush = time.monotonic()
+        self.unmarked: list[str] = []  # ids in a written shard, not yet `done` in the catalog
         self.counts = run.counts.setdefault("extracted", {})
+        self.finished = 0  # documents written to a shard or recorded as failed/dropped by this run
 
     def wanted(self, doc_id: str) -> bool:
-        return doc_id not in self.done and in_shard(doc_id, self.opts.shard)
+        return doc_id not in self.done and doc_id not in self.pending and in_shard(doc_id, self.opts.shard)
 
-    def accept(self, row: dict[str, Any], **fields: Any) -> dict[str, Any]:
-        """Remember the catalog fields of a converted document; returns the row for the next block."""
-        self.pending[row["id"]] = {"source": row["source"], "source_id": row["source_id"], "stage": EXTRACT_STAGE,
-                                   "run_id": self.run.run_id, "words": len(row["text"].split()), **fields}
-        return row
-
-    def fail(self, doc_id: str, source: str, source_id: str, stage: str, reason: str, detail: str,
-             status: str = "error", **fields: Any) -> None:
-        """Record a document that will not reach the output, with its reason."""
-        self.pending.pop(doc_id, None)
-        self.ws.upsert_document(doc_id, source=source, source_id=source_id, stage=EXTRACT_STAGE, status=status,
-                                run_id=self.run.run_id, error=f"{stage}: {reason}", **fields)
-        if status == "error":
-            self.run.error(doc_id, stage, reason, detail)
-        key = "failed" if status == "error" else "dropped"
+    def reject(self, r: Rejection) -> None:
+        """Record a document that will not reach the output, with its reason and the settings."""
+        self.pending.pop(r.doc_id, None)
+        settings = fingerprint_for(self.fingerprints, f"{r.stage}: {r.reason}")
+        fields = {**r.fields, "details": {**(r.fields.get("details") or {}), "settings": settings}}
+        self.ws.upsert_document(r.doc_id, source=r.source, source_id=r.source_id, stage=EXTRACT_STAGE,
+                                status=r.status, run_id=self.run.run_id, error=f"{r.stage}: {r.reason}", **fields)
+        if r.status == "error":
+            self.run.error(r.doc_id, r.stage, r.reason, r.detail)
+        key = "failed" if r.status == "error" else "dropped"
         self.run.counts[key] = self.run.counts.get(key, 0) + 1
+        self.finished += 1
+        self.done.add(r.doc_id)
 
-    def write(self, row: dict[str, Any]) -> None:
-        self.mark_flushed(self.writer.add(row))
-        self.counts[row["source"]] = self.counts.get(row["source"], 0) + 1
+    def losses(self, doc_id: str, losses: dict[tuple[str, str], int]) -> None:
+        """Record what the converter could not render faithfully (replacing an earlier attempt's rows)."""
+        self.ws.record_losses(doc_id, losses, run_id=self.run.run_id)
 
-    def mark_flushed(self, ids: list[str]) -> None:
-        for doc_id in ids:
-            self.ws.upsert_document(doc_id, status="done", **self.pending.pop(doc_id))
+    def choice(self, doc_id: str, reason: str, detail: str) -> None:
+        """Record a decision about a document that is not a failure (e.g. which copy of an id was used)."""
+        self.run.error(doc_id, "discover", reason, detail)
 
-    # -- sources: each yields converted rows and records its own failures --------------------
-    def arxiv(self, tables: str = "markdown") -> Iterator[dict[str, Any]]:
-        """E-prints through a process pool, each with a wall-clock limit (pebble kills overruns)."""
-        opts = self.opts
-        tasks = [t for t in arxiv_tasks(opts.eprints) if in_shard(t.doc_id, opts.shard)][: opts.limit]
-        todo = [t for t in tasks if t.doc_id not in self.done]
-        self.run.counts["skipped_already_done"] = self.run.counts.get("skipped_already_done", 0) + len(tasks) - len(todo)
-        self.run.counts["seen"] = self.run.counts.get("seen", 0) + len(tasks)
-        if not todo:
+    def write(self, doc: Document) -> None:
+        row = doc.row
+        if doc.id in self.done or doc.id in self.pending:  # two sources gave one id: the first one stays
+            self.choice(doc.id, "duplicate-id", f"a second {row['source']} document with this id was ignored")
             return
-        bar = self.progress.add_task("arxiv", total=len(todo))
-        # Workers are spawned, not forked: the parent runs tokenizers (Rust threads) while the
-        # pool recycles workers, and a fork taken mid-thread can crash or deadlock the child.
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPool(max_workers=opts.workers, max_tasks=200, context=spawn) as pool:
-            futures = [(t, pool.schedule(extract_arxiv, args=(t, opts.bbl, opts.citations, tables),
-                                         timeout=opts.timeout_s))
-                       for t in todo]
-            for task, future in futures:
-                try:
-                    result = future.result()
-                except FutureTimeout:
-                    result = {"ok": False, "stage": "latex", "reason": "timeout",
-                              "detail": f"over the {opts.timeout_s:g} s per-document limit", "seconds": opts.timeout_s}
-                except Exception as exc:  # noqa: BLE001 - a crashed worker (e.g. OOM-killed) is a per-doc error
-                    result = {"ok": False, "stage": "worker", "reason": type(exc).__name__,
-                              "detail": str(exc)[:500], "seconds": None}
-                self.progress.advance(bar)
-                if not result["ok"]:
-                    self.fail(task.doc_id, task.source, task.source_id, result["stage"], result["reason"],
-                              result["detail"], seconds=result["seconds"], details={"detail": result["detail"]})
-                    continue
-                yield self.accept(
-                    {**arxiv_row(self.ws, task, result), "losses": result["losses"]}, seconds=result["seconds"],
-                    residue_per_1k=result["residue_per_1k"], macros_expanded=result["macros_expanded"],
-                    missing_inputs=result["missing_inputs"], encoding=result["encoding"],
-                    details={"main_file": result["main_file"], "kind": result["kind"]})
+        self.pending[doc.id] = {"source": row["source"], "source_id": row["source_id"], "stage": EXTRACT_STAGE,
+                                "run_id": self.run.run_id, **doc.fields}
+        self.writer.add(row)
+        self.counts[row["source"]] = self.counts.get(row["source"], 0) + 1
+        if len(self.pending) >= self.opts.flush_every or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
 
-    def wikipedia(self, source: str, settings: Any) -> Iterator[dict[str, Any]]:
-        """Astronomy pages of a dump or Parquet dataset; every selection decision is logged."""
-        from astrodata.sources.wikipedia import iter_wikipedia_documents
-
-        log_path = self.ws.path("logs", "wikipedia-selection.jsonl")
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        actions: dict[str, int] = {}
-        reasons: dict[str, str] = {}
-        bar = self.progress.add_task("wikipedia", total=None)
-        with log_path.open("a") as log:
-            def decided(d: Any) -> None:
-                actions[d.action] = actions.get(d.action, 0) + 1
-                reasons[f"wikipedia:{d.page_id}"] = d.reason
-                log.write(json.dumps({"page_id": d.page_id, "title": d.title, "action": d.action,
-                                      "reason": d.reason, "score": d.score}) + "\n")
-                self.progress.advance(bar)
-
-            docs = iter_wikipedia_documents(source, settings, on_decision=decided,
-                                            categorylinks=self.opts.categorylinks, select_ids=self.wanted)
-            for n, row in enumerate(docs):
-                if self.opts.limit is not None and n >= self.opts.limit:
-                    break
-                yield self.accept(row, details={"selection": reasons.pop(row["id"], "")})
-        self.run.counts["wikipedia_selection"] = actions
-
-    def local_docs(self, folder: Path, settings: Any) -> Iterator[dict[str, Any]]:
-        """Textbooks and other local files, one document per file or chapter."""
-        from astrodata.textbooks.local_docs import iter_local_documents
-
-        def unreadable(rel: str, reason: str) -> None:
-            doc_id = f"{settings.source}:{rel}"
-            self.fail(doc_id, settings.source, rel, "read", "unreadable", reason, details={"detail": reason})
-
-        n = 0
-        for row in iter_local_documents(folder, self.opts.license, settings, on_error=unreadable):
-            if self.wanted(row["id"]) and (self.opts.limit is None or n < self.opts.limit):
-                n += 1
-                yield self.accept(row)
-
-    # -- per-document blocks applied to every source ------------------------------------------
-    def counted_losses(self, rows: Iterator[dict[str, Any]], settings: Any) -> Iterator[dict[str, Any]]:
-        """Issue 10: each row's `losses` ([kind, name, count] triples: what its converter could not
-        render faithfully) go to the catalog's `losses` table; above `settings.max_per_1k_words`
-        the document is flagged or dropped (`settings.action`)."""
-        limit = settings.max_per_1k_words
-        for row in rows:
-            losses = {(kind, name): n for kind, name, n in row.pop("losses", None) or []}
-            self.ws.record_losses(row["id"], losses, run_id=self.run.run_id)
-            words = max(len(row["text"].split()), 1)
-            rate = 1000.0 * sum(losses.values()) / words
-            if limit is not None and rate > limit:
-                if settings.action == "drop":
-                    self.fail(row["id"], row["source"], row["source_id"], "losses", "too-many-losses",
-                              f"{rate:.1f} losses per 1,000 words (limit {limit:g})", status="dropped",
-                              words=words, details={"filter": "losses", "losses_per_1k_words": round(rate, 2)})
-                    continue
-                pending = self.pending[row["id"]]
-                pending["details"] = {**(pending.get("details") or {}), "losses_flagged": round(rate, 2)}
-            yield row
-
-    def filtered(self, rows: Iterator[dict[str, Any]], recipe: Recipe) -> Iterator[dict[str, Any]]:
-        from astrodata.corpus.filters import apply_filters
-
-        def dropped(row: dict[str, Any], drop: Any) -> None:
-            fields = self.pending.get(row["id"], {})
-            self.fail(row["id"], row["source"], row["source_id"], "filter", drop.filter,
-                      f"{drop.filter} = {drop.value:.4g} (rule {drop.rule})", status="dropped",
-                      words=fields.get("words"), details=drop.details())
-
-        return apply_filters(rows, recipe.filters, on_drop=dropped)
-
-    def decontaminated(self, rows: Iterator[dict[str, Any]], recipe: Recipe) -> Iterator[dict[str, Any]]:
-        from astrodata.corpus.decontam import Decontaminator
-
-        s = recipe.decontam
-        checker = Decontaminator.from_files(s.benchmarks, mode=s.mode, n=s.ngram, min_words=s.min_words)
-        for row in rows:
-            hits = checker.matches(row["text"])
-            kept = checker.apply(row) if hits else row
-            if kept is None:
-                self.fail(row["id"], row["source"], row["source_id"], "decontam", "benchmark-overlap",
-                          f"{s.ngram}-gram overlap with {sorted(hits)}", status="dropped",
-                          details={"filter": "decontamination", "benchmarks": hits})
-                continue
-            if hits:
-                self.pending[row["id"]]["details"] = {**(self.pending[row["id"]].get("details") or {}),
-                                                      "redacted_for": hits}
-            yield kept
-        self.run.counts["decontam"] = {"mode": s.mode, "per_benchmark": dict(checker.stats.per_benchmark),
-                                       "dropped": checker.stats.dropped, "redacted": checker.stats.redacted}
+    def flush(self) -> None:
+        """Catalog rows (`pending`), then the shard, then `done` (see the class docstring)."""
+        self.last_flush = time.monotonic()
+        if not self.pending:
+            return
+        con = self.ws.con
+        con.begin()
+        try:
+            for doc_id, fields in self.pending.items():
+                self.ws.upsert_document(doc_id, status="pending", **fields)
+        except BaseException:  # e.g. Ctrl-C mid-way: the caller flushes again from a clean state
+            con.rollback()
+            raise
+        con.commit()
+        fault_point("corpus-catalog-pending")
+        self.unmarked += self.writer.flush()  # a flush retried after Ctrl-C finds the buffer already written
+        fault_point("corpus-shard")
+        con.execute("UPDATE documents SET status = 'done' WHERE doc_id IN (SELECT unnest(?::VARCHAR[]))",
+                    [self.unmarked])
+        self.finished += len(self.unmarked)
+        self.done.update(self.unmarked)
+        self.unmarked = []
+        self.pending.clear()
 
 
-def extract(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> None:
-    """Phase 1: every source -> filters -> decontamination -> token counts -> extracted shards,
-    then this workspace's MinHash signatures for phase 2."""
-    from astrodata.corpus.dedup import compute_signatures
-    from astrodata.corpus.tokens import add_token_counts
+def extraction_steps(ws: Workspace, opts: CorpusOptions, recipe: Recipe, ledger: Ledger, progress: Progress) -> list[Step]:
+    """The phase-1 pipeline: readers, then the per-document steps, in order."""
+    steps: list[Step] = [ArxivReader(ws, opts.eprints, ledger.wanted, opts.shard, opts.limit, opts.workers,
+                                     opts.timeout_s, opts.max_memory_mb, opts.bbl, opts.citations,
+                                     recipe.latex.tables, progress, ledger.choice)]
+    steps += [WikipediaReader(src, recipe.wikipedia, opts.categorylinks, ledger.wanted, opts.limit,
+                              ws.path("logs", "wikipedia-selection.jsonl"), progress) for src in opts.wikipedia]
+    steps += [LocalDocsReader(folder, opts.license, recipe.local_docs, ledger.wanted, opts.limit)
+              for folder in opts.docs]
+    steps.append(LossCounter(recipe.losses, ledger.losses))
+    steps.append(QualityFilter(recipe.filters))
+    if recipe.decontam.benchmarks:
+        steps.append(Decontaminate(recipe.decontam))
+    steps.append(TokenCounter(recipe.tokenizer.name, recipe.tokenizer.batch_size))
+    return steps
 
+
+def extract(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> int:
+    """Phase 1: the steps into extracted shards, then this workspace's MinHash signatures for phase 2;
+    returns how many documents this run finished (written, failed or dropped).
+
+    On SIGINT/SIGTERM the documents already through every step are written to a shard before
+    `Interrupted` is raised, so a re-run starts after the last finished document."""
     with _progress(opts.progress) as progress:
-        ex = Extraction(ws, opts, run, progress)
-        rows: Iterator[dict[str, Any]] = itertools.chain(
-            ex.arxiv(recipe.latex.tables),
-            *(ex.wikipedia(src, recipe.wikipedia) for src in opts.wikipedia),
-            *(ex.local_docs(folder, recipe.local_docs) for folder in opts.docs),
-        )
-        rows = ex.counted_losses(rows, recipe.losses)
-        rows = ex.filtered(rows, recipe)
-        if recipe.decontam.benchmarks:
-            rows = ex.decontaminated(rows, recipe)
-        for row in add_token_counts(rows, recipe.tokenizer.name, recipe.tokenizer.batch_size):
-            ex.pending[row["id"]]["n_tokens"] = row["n_tokens"]
-            ex.write(row)
-        ex.mark_flushed(ex.writer.flush())
-    files = shard_files(ws.path("extracted"))
-    sig_path = ws.path("signatures", "extracted.parquet")
-    if files:
-        stats = compute_signatures(read_rows(ws.path("extracted")), sig_path, minhash_params(recipe))
+        ledger = Ledger(ws, opts, recipe, run)
+        steps = extraction_steps(ws, opts, recipe, ledger, progress)
+        try:
+            for doc in run_steps(steps, ledger.reject):
+                ledger.write(doc)
+        except BaseException as exc:
+            if not is_interrupt(exc):
+                raise
+            ledger.flush()
+            record_step_counts(run, steps)
+            raise Interrupted(ledger.finished) from None
+        ledger.flush()
+    record_step_counts(run, steps)
+    write_signatures(ws, recipe, run)
+    fault_point("corpus-signatures")
+    return ledger.finished
+
+
+def record_step_counts(run: Run, steps: list[Step]) -> None:
+    """Each step's counters into the run record (the readers' resume counts at the top level)."""
+    readers = [s for s in steps if isinstance(s, ArxivReader)]
+    for key in ("seen", "skipped_already_done"):
+        run.counts[key] = run.counts.get(key, 0) + sum(s.counts[key] for s in readers)
+    selection: Counter[str] = Counter()
+    for s in steps:
+        if isinstance(s, WikipediaReader):
+            selection.update(s.selection)
+        if isinstance(s, Decontaminate):
+            run.counts["decontam"] = s.summary()
+    if any(isinstance(s, WikipediaReader) for s in steps):
+        run.counts["wikipedia_selection"] = dict(selection)
+    run.counts["steps"] = {s.name: dict(s.counts) for s in steps}
+
+
+def write_signatures(ws: Workspace, recipe: Recipe, run: Run) -> None:
+    """The MinHash signatures of every extracted row of this workspace (phase 2 reads them)."""
+    from astrodata.corpus.dedup import compute_signatures
+
+    if shard_files(ws.path("extracted")):
+        stats = compute_signatures(read_rows(ws.path("extracted")), ws.path("signatures", "extracted.parquet"),
+                                   minhash_params(recipe))
         run.counts["signatures"] = {"documents": stats.docs, "seconds": round(stats.seconds, 3)}
 
 
@@ -412,7 +377,7 @@ def merge_shard_catalogs(ws: Workspace) -> int:
     catalogs = sorted((ws.root / "shards").glob("*-of-*/catalog.duckdb"))
     for i, path in enumerate(catalogs):
         alias = f"shard{i}"
-        ws.con.execute(f"ATTACH '{path}' AS {alias} (READ_ONLY)")
+        ws.con.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(path)])
         try:
             ws.con.execute(f"INSERT OR REPLACE INTO documents SELECT * FROM {alias}.documents")
             ws.con.execute(f"INSERT OR IGNORE INTO runs SELECT * FROM {alias}.runs")
@@ -436,51 +401,81 @@ def minhash_params(recipe: Recipe) -> Any:
 
 
 # -- phase 2: finalize -----------------------------------------------------------------------
-def finalize(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> dict[str, Any]:
-    """Deduplicate across every extracted shard, then write the output dataset afresh + its stats."""
+def signature_folders(ws: Workspace) -> list[Path]:
+    """The signature folders of this workspace and of its `--shard K/N` runs that hold any."""
+    return [p for p in (ws.root / "signatures", *sorted((ws.root / "shards").glob("*-of-*/signatures")))
+            if p.exists() and any(p.glob("*.parquet"))]
+
+
+def deduplicate_shards(ws: Workspace, recipe: Recipe, run: Run, files: list[Path]) -> tuple[Any, set[str]]:
+    """Near-duplicate clusters over every shard's signatures (None without any), the dropped
+    documents marked in the catalog; returns (dedup result, ids to leave out)."""
     from astrodata.corpus.dedup import ExactJaccard, deduplicate, dropped_ids
-    from astrodata.corpus.stats import corpus_stats, unhandled_constructs, write_report
 
-    folders = extracted_folders(ws)
-    files = [f for folder in folders for f in shard_files(folder)]
-    signatures = [p for p in (ws.root / "signatures", *sorted((ws.root / "shards").glob("*-of-*/signatures")))
-                  if p.exists() and any(p.glob("*.parquet"))]
-    dedup = None
-    if files and signatures:
-        params = minhash_params(recipe)
-        exact = ExactJaccard.from_parquet(files, ngram=params.ngram) if recipe.dedup.check == "exact" else None
-        dedup = deduplicate(ws.con, signatures, params, jaccard=exact, run_id=run.run_id)
-        ws.con.execute("""
-            UPDATE documents SET status = 'dropped', error = 'dedup: ' || c.reason,
-                   details = json_object('filter', 'dedup', 'reason', c.reason, 'kept_doc_id', c.kept_doc_id)
-            FROM dedup_clusters c WHERE documents.doc_id = c.doc_id AND NOT c.kept""")
-    drop = dropped_ids(ws.con) if dedup else set()
+    signatures = signature_folders(ws)
+    if not (files and signatures):
+        return None, set()
+    params = minhash_params(recipe)
+    exact = ExactJaccard.from_parquet(files, ngram=params.ngram) if recipe.dedup.check == "exact" else None
+    dedup = deduplicate(ws.con, signatures, params, jaccard=exact, run_id=run.run_id)
+    ws.con.execute("""
+        UPDATE documents SET status = 'dropped', error = 'dedup: ' || c.reason,
+               details = json_object('filter', 'dedup', 'reason', c.reason, 'kept_doc_id', c.kept_doc_id)
+        FROM dedup_clusters c WHERE documents.doc_id = c.doc_id AND NOT c.kept""")
+    return dedup, dropped_ids(ws.con)
 
-    tmp = opts.out.with_name(opts.out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+
+def write_rows(folders: list[Path], drop: set[str], dest: Path) -> None:
+    """Every extracted row once, in shard order, minus `drop`, as `dest/data/train-*.parquet`."""
     seen: set[str] = set()
-    with ShardWriter(tmp, CORPUS_SCHEMA, rows_per_shard=10_000, prefix="train") as writer:
+    with ShardWriter(dest, CORPUS_SCHEMA, rows_per_shard=10_000, prefix="train") as writer:
         for folder in folders:
             for row in read_rows(folder):
                 if row["id"] in seen or row["id"] in drop:
                     continue
                 seen.add(row["id"])
                 writer.add(row)
+
+
+def output_stats(ws: Workspace, dest: Path, dedup: Any, recipe: Recipe) -> dict[str, Any]:
+    """The dataset's statistics (`astrodata.corpus.stats`) with the catalog's drops and errors."""
+    from astrodata.corpus.stats import corpus_stats, unhandled_constructs
+
     drops = [{"filter": f} for (f,) in ws.con.execute(
         "SELECT coalesce(json_extract_string(details, '$.filter'), 'unknown') FROM documents "
         "WHERE stage = ? AND status = 'dropped'", [EXTRACT_STAGE]).fetchall()]
     errors = dict(ws.con.execute("SELECT reason, count(*) FROM errors GROUP BY reason ORDER BY 2 DESC").fetchall())
-    stats = corpus_stats(read_rows(tmp), drops, dedup.cluster_sizes if dedup else None,
-                         extra={"errors_per_reason": errors, "dedup": dedup.as_dict() if dedup else None,
-                                "unhandled_constructs": unhandled_constructs(ws.con),
-                                "recipe": recipe.model_dump(mode="json")})
-    write_report(tmp, stats)
-    opts.out.mkdir(parents=True, exist_ok=True)
+    return corpus_stats(read_rows(dest), drops, dedup.cluster_sizes if dedup else None,
+                        extra={"errors_per_reason": errors, "dedup": dedup.as_dict() if dedup else None,
+                               "unhandled_constructs": unhandled_constructs(ws.con),
+                               "recipe": recipe.model_dump(mode="json")})
+
+
+def swap_in(tmp: Path, out: Path) -> None:
+    """Move the finished dataset from `tmp` into `out`, replacing its data and plots."""
+    out.mkdir(parents=True, exist_ok=True)
     for name in ("data", "plots"):
-        shutil.rmtree(opts.out / name, ignore_errors=True)
-    for item in tmp.iterdir():
-        os.replace(item, opts.out / item.name)
+        shutil.rmtree(out / name, ignore_errors=True)
+    for item in sorted(tmp.iterdir()):
+        os.replace(item, out / item.name)
+        fault_point("corpus-swap")
     tmp.rmdir()
+
+
+def finalize(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> dict[str, Any]:
+    """Deduplicate across every extracted shard, then write the output dataset afresh + its stats."""
+    from astrodata.corpus.stats import write_report
+
+    folders = extracted_folders(ws)
+    dedup, drop = deduplicate_shards(ws, recipe, run, [f for folder in folders for f in shard_files(folder)])
+    tmp = opts.out.with_name(opts.out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_rows(folders, drop, tmp)
+    fault_point("corpus-out-partial")
+    stats = output_stats(ws, tmp, dedup, recipe)
+    write_report(tmp, stats)
+    fault_point("corpus-stats")
+    swap_in(tmp, opts.out)
     return {"documents": stats["documents"], "tokens": stats["tokens"], "duplicates_removed": len(drop)}
 
 
@@ -488,29 +483,39 @@ def finalize(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> di
 def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
     """Run phase 1 (this shard, or everything) and, when not sharded, phase 2.
 
-    The e-print workers are spawned processes, so a script calling this needs the usual
-    `if __name__ == "__main__":` guard (notebooks and the CLI need nothing)."""
+    Everything is validated before any work (options, recipe, `--out`); the output folder is
+    locked for the whole run (`OutputLocked` when another run holds it). SIGINT or SIGTERM raises
+    `Interrupted` once the finished documents are safe. The e-print workers are spawned processes,
+    so a script calling this needs the usual `if __name__ == "__main__":` guard (notebooks and the
+    CLI need nothing)."""
     recipe = load_recipe(opts.recipe)
     if opts.benchmarks:
         recipe.decontam.benchmarks = [*recipe.decontam.benchmarks, *map(str, opts.benchmarks)]
-    if opts.docs and not (opts.license or "").strip():
-        raise ValueError("--docs needs --license (stored on every document), e.g. --license CC-BY-4.0")
-    ws = Workspace(shard_workspace(Path(workdir), opts.shard))
-    try:
-        config = {k: str(v) for k, v in vars(opts).items()} | {"recipe": recipe.model_dump(mode="json")}
-        with ws.run("build-corpus", config) as run:
-            run.counts.update(seen=0, skipped_already_done=0, failed=0, dropped=0)
-            if opts.shard is None:
-                run.counts["shard_catalogs_merged"] = merge_shard_catalogs(ws)
-            if opts.from_catalog:
-                opts.eprints = [*opts.eprints, download_harvested(ws, opts, run)]
-            extract(ws, opts, recipe, run)
-            if opts.shard is None:
-                run.counts["output"] = finalize(ws, opts, recipe, run)
-            summary = dict(run.counts)
-        return summary
-    finally:
-        ws.close()
+    require_utf8_path(Path(workdir), "--workdir")
+    if opts.shard is None:
+        opts.out = check_out(require_utf8_path(opts.out, "--out"), workdir)
+    with interrupt_handling(), output_lock(opts.out) if opts.shard is None else nullcontext():
+        ws = Workspace(shard_workspace(Path(workdir), opts.shard))
+        try:
+            config = opts.model_dump(mode="json") | {"recipe": recipe.model_dump(mode="json")}
+            with ws.run("build-corpus", config) as run:
+                run.counts.update(seen=0, skipped_already_done=0, failed=0, dropped=0)
+                if opts.shard is None:
+                    run.counts["shard_catalogs_merged"] = merge_shard_catalogs(ws)
+                if opts.from_catalog:
+                    opts.eprints = [*opts.eprints, download_harvested(ws, opts, run)]
+                finished = extract(ws, opts, recipe, run)
+                if opts.shard is None:
+                    try:
+                        run.counts["output"] = finalize(ws, opts, recipe, run)
+                    except BaseException as exc:
+                        if not is_interrupt(exc):
+                            raise
+                        raise Interrupted(finished) from None
+                summary = dict(run.counts)
+            return summary
+        finally:
+            ws.close()
 
 
 def _progress(enabled: bool) -> Progress:

@@ -9,9 +9,11 @@ Each stage owns its settings model (next to the code that reads it); this module
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from astrodata.core.config import Strict, load_config
+from pydantic import Field
+
+from astrodata.core.config import Count, Fraction, Positive, Strict, load_config
 from astrodata.corpus.filters import FilterSettings
 from astrodata.sources.wikipedia import WikipediaSettings
 from astrodata.textbooks.local_docs import LocalDocsSettings
@@ -21,24 +23,24 @@ DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "corpus.yaml"
 
 class TokenizerSettings(Strict):
     name: str  # `embedded` (SmolLM2, offline), a Hub id in the local cache, or a local folder
-    batch_size: int
+    batch_size: Positive
 
 
 class DedupSettings(Strict):
-    ngram: int  # word n-gram shingles
-    bands: int
-    rows: int  # bands * rows MinHash permutations
-    threshold: float  # Jaccard at or above which two documents are near-duplicates
-    seed: int
-    max_bucket: int
+    ngram: Positive  # word n-gram shingles
+    bands: Positive
+    rows: Positive  # bands * rows MinHash permutations
+    threshold: Fraction  # Jaccard at or above which two documents are near-duplicates
+    seed: Count
+    max_bucket: Annotated[int, Field(ge=2)]
     check: Literal["exact", "estimate"]  # verify LSH candidates on exact shingle Jaccard or the signatures
 
 
 class DecontamSettings(Strict):
     benchmarks: list[str]  # question files (AstroMLab-1 MCQs, MMLU CSVs, JSONL of questions)
     mode: Literal["drop", "redact"]
-    ngram: int
-    min_words: int  # benchmark items shorter than this are not indexed
+    ngram: Positive
+    min_words: Count  # benchmark items shorter than this are not indexed
 
 
 class LossSettings(Strict):

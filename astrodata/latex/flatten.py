@@ -138,21 +138,37 @@ def _references(files: dict[str, str], name: str, body: str) -> list[str]:
     return found
 
 
+def _opens_document(files: dict[str, str], stripped: dict[str, str], name: str, max_files: int = 200) -> bool:
+    """Whether `name`, or a file it inputs (transitively, at most `max_files`), has `\\begin{document}`:
+    some authors keep the preamble in the main file and `\\input` a body that opens the document."""
+    seen, queue = {name}, [name]
+    while queue and len(seen) <= max_files:
+        current = queue.pop()
+        body = stripped.get(current)
+        if body is None:
+            continue
+        if _BEGIN_DOCUMENT.search(body):
+            return True
+        for path in _references(files, current, body):
+            if path not in seen:
+                seen.add(path)
+                queue.append(path)
+    return False
+
+
 def find_main_file(files: dict[str, str]) -> str:
     """The file TeX would be run on: `\\documentclass` (or 2.09's `\\documentstyle`) and
-    `\\begin{document}` outside comments.
+    `\\begin{document}` outside comments, in the file itself or in a file it inputs.
 
     Several candidates (subfiles, a referee reply, an old draft) are ranked deterministically: not
     \\input by another candidate, not a `subfiles` child, shallowest folder, a conventional name
     (ms, main, paper, ...), most inputs, largest, then by path."""
-    bodies = {}
-    for name, text in files.items():
-        if _is_tex_name(name):
-            body = strip_comments(text)
-            if _DOCUMENTCLASS.search(body) and _BEGIN_DOCUMENT.search(body):
-                bodies[name] = body
+    stripped = {name: strip_comments(text) for name, text in files.items() if _is_tex_name(name)}
+    bodies = {name: body for name, body in stripped.items()
+              if _DOCUMENTCLASS.search(body) and _opens_document(files, stripped, name)}
     if not bodies:
-        raise EprintError("no-main-file", "no file has both \\documentclass and \\begin{document}")
+        raise EprintError("no-main-file", "no file has \\documentclass and \\begin{document} (itself or in "
+                                          "a file it inputs)")
     refs = {name: _references(files, name, body) for name, body in bodies.items()}
     referenced = {path for paths in refs.values() for path in paths}
 

@@ -41,6 +41,7 @@ from astrodata.core.http import (
 from astrodata.core.models import EMBEDDED_NAME, embedded_model_path
 
 DIALECTS = ("json_schema", "json_object_schema", "none")
+GENERATION_THREAD = "embedded-generate"  # the thread name of an embedded generation in flight
 EMBEDDED_GENERATOR = "embedded/SmolLM2-135M-Instruct"
 
 
@@ -147,6 +148,8 @@ class EmbeddedBackend(Backend):
         self._model: Any = None
         self._generators: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._stop = threading.Event()  # set when a request is cancelled (Ctrl-C): generation ends at the next token
+        self._threads: set[threading.Thread] = set()
 
     def params(self, schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
         return {"max_tokens": max_tokens, "temperature": self.temperature, "seed": self.seed,
@@ -182,7 +185,8 @@ class EmbeddedBackend(Backend):
 
         with self._lock:
             generator = self._generator(schema)
-            kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": self.temperature > 0}
+            kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": self.temperature > 0,
+                                      "stopping_criteria": _stop_criteria(self._stop)}
             if self.temperature > 0:
                 kwargs["temperature"] = self.temperature
                 if self.seed is not None:
@@ -191,10 +195,64 @@ class EmbeddedBackend(Backend):
 
     async def complete(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> Reply:
         prompt = self._prompt(messages)
-        text = await asyncio.to_thread(self._generate, prompt, schema, max_tokens)
+        # A thread of its own, not asyncio's default executor: asyncio.run waits for that executor
+        # when it ends, so Ctrl-C would wait for the generation in flight (minutes on a CPU).
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[str] = loop.create_future()
+
+        def work() -> None:
+            try:
+                result: tuple[str | None, BaseException | None] = (self._generate(prompt, schema, max_tokens), None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                result = (None, exc)
+            try:
+                loop.call_soon_threadsafe(_settle, done, *result)
+            except RuntimeError:  # the loop has closed (the run was interrupted)
+                pass
+
+        thread = threading.Thread(target=work, name=GENERATION_THREAD, daemon=True)
+        self._threads.add(thread)
+        thread.start()
+        try:
+            text = await done
+        except asyncio.CancelledError:
+            self._stop.set()
+            raise
+        finally:
+            self._threads.discard(thread)
         tokens_in = len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
         tokens_out = len(self.tokenizer(text, add_special_tokens=False).input_ids)
         return Reply(text, tokens_in, tokens_out, "length" if tokens_out >= max_tokens else "stop")
+
+    async def aclose(self, wait_s: float = 3.0) -> None:
+        """Stop generations still running (a cancelled run) and wait up to `wait_s` for them to end."""
+        if not any(t.is_alive() for t in self._threads):
+            return
+        self._stop.set()
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while any(t.is_alive() for t in self._threads) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+
+
+def _settle(future: asyncio.Future[str], value: str | None, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value or "")
+
+
+def _stop_criteria(event: threading.Event) -> Any:
+    """transformers stopping criteria that end generation once `event` is set."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopOnEvent(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([StopOnEvent()])
 
 
 # -- OpenAI-compatible endpoints -----------------------------------------------------------------
@@ -244,11 +302,21 @@ class EndpointBackend(Backend):
         return {"model": self.name, "messages": messages, **self.params(schema, max_tokens)}
 
     async def check(self) -> None:
-        """List the models: proves the endpoint answers and accepts the key."""
+        """List the models, then send one real one-token chat request: proves the endpoint answers,
+        accepts the key and serves chat completions for this model (Fatal otherwise). A transient
+        answer (429, 5xx but 501, timeout) or a refusal of the tiny request itself (400, 422) is
+        left to the engine's retries and per-request records."""
         import openai
 
         try:
-            await self.client.models.list(timeout=30)
+            try:
+                await self.client.models.list(timeout=30)
+            except openai.APIStatusError as exc:
+                if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+                    raise
+                # some servers have no /models; the chat request below tells
+            await self.client.chat.completions.create(
+                model=self.name, messages=[{"role": "user", "content": "Say OK."}], max_tokens=1, timeout=60)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise Fatal(f"endpoint {self.endpoint} rejected the API key from OPENAI_API_KEY "
                         f"({status_reason(exc)})") from None
@@ -256,8 +324,10 @@ class EndpointBackend(Backend):
             cause = exc.__cause__ or exc
             raise Fatal(f"cannot reach endpoint {self.endpoint}: {type(cause).__name__}: "
                         f"{' '.join(str(cause).split())[:200]}") from None
-        except openai.APIStatusError:
-            return  # some servers have no /models; the first request will tell
+        except openai.APIStatusError as exc:
+            if exc.status_code in (404, 405, 501):
+                raise Fatal(f"endpoint {self.endpoint} does not serve chat completions for model {self.name!r} "
+                            f"({status_reason(exc)})") from None
 
     async def complete(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> Reply:
         import openai

@@ -28,6 +28,15 @@ from typing import Any
 import pyarrow as pa
 
 from astrodata.core.arxiv_ids import parse_arxiv_id
+from astrodata.core.control import (
+    Interrupted,
+    asyncio_sigint,
+    fault_point,
+    interrupt_handling,
+    is_interrupt,
+    output_lock,
+    require_utf8_path,
+)
 from astrodata.core.shards import ShardWriter, read_rows, shard_files, write_stats
 from astrodata.core.textnorm import text_hash
 from astrodata.core.workspace import DEFAULT_WORKDIR, Run, Workspace
@@ -283,6 +292,7 @@ class Builder:
         cols = ", ".join(ITEM_COLUMNS)
         self.ws.con.execute(f"INSERT OR REPLACE INTO qa_items ({cols}) SELECT {cols} FROM qa_items_new")
         self.ws.con.unregister("qa_items_new")
+        fault_point("qa-items")
 
     # -- selection and export ---------------------------------------------------------------------
     def mark(self, reasons: dict[str, str], status: str) -> None:
@@ -324,8 +334,9 @@ class Builder:
 
     def export(self) -> dict[str, int]:
         """Write the kept items to OUT/data through a temporary folder swapped in at the end."""
+        for leftover in [*self.out.glob(".partial-*"), *self.out.glob(".old-*")]:  # of killed runs (we hold the lock)
+            shutil.rmtree(leftover, ignore_errors=True)
         partial = self.out / f".partial-{self.run.run_id}"
-        shutil.rmtree(partial, ignore_errors=True)
         per_kind: Counter[str] = Counter()
         cursor = self.ws.con.execute(
             "SELECT id, kind, messages, source_id, doc_id, passage_id, char_start, char_end, generator, "
@@ -340,9 +351,11 @@ class Builder:
                     row["scores"] = json.loads(row["scores"]) if row["scores"] else None
                     writer.add(row)
                     per_kind[row["kind"]] += 1
+        fault_point("qa-out-partial")
         old = self.out / f".old-{self.run.run_id}"
         if (self.out / "data").exists():
             os.replace(self.out / "data", old)
+            fault_point("qa-swap")
         os.replace(partial / "data", self.out / "data")
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
@@ -381,8 +394,16 @@ def _backends(recipe: QARecipe) -> tuple[Backend, Backend | None]:
 
 
 def _resolve(recipe: QARecipe, endpoint: str | None, model: str | None, dialect: str | None) -> QARecipe:
+    """The recipe with the command-line overrides of the generator, validated like the file's values."""
+    from pydantic import ValidationError
+
+    from astrodata.core.config import describe_errors
+
     update = {k: v for k, v in (("endpoint", endpoint), ("model", model), ("dialect", dialect)) if v is not None}
-    g = recipe.generator.model_copy(update=update)
+    try:
+        g = type(recipe.generator).model_validate({**recipe.generator.model_dump(), **update})
+    except ValidationError as exc:
+        raise QAInputError(describe_errors(exc, {k: f"--{k}" for k in update})) from None
     if g.endpoint and g.model == "embedded":
         raise QAInputError("--endpoint needs --model NAME (the model name the server knows)")
     return recipe.model_copy(update={"generator": g})
@@ -401,6 +422,8 @@ def build_qa(corpus: str | os.PathLike, out: str | os.PathLike, workdir: str | o
     """
     t0 = time.monotonic()
     corpus, out = Path(corpus), Path(out)
+    if limit is not None and limit < 0:
+        raise QAInputError(f"--limit: must be >= 0, got {limit}")
     rec = _resolve(load_qa_recipe(recipe, overrides), endpoint, model, dialect)
     if not (corpus / "data").is_dir() or not shard_files(corpus):
         raise QAInputError(f"corpus {corpus}: no data/*.parquet shards (is it a build-corpus output folder?)")
@@ -410,77 +433,126 @@ def build_qa(corpus: str | os.PathLike, out: str | os.PathLike, workdir: str | o
         raise QAInputError("batch mode needs --endpoint and --model (the server the batch will run on)")
     if batch_write and rec.generator.dialect == "auto":
         raise QAInputError("batch mode cannot probe the server: give --dialect json_schema|json_object_schema|none")
+    for path, option in ((Path(workdir), "--workdir"), (out, "--out"), (corpus, "--corpus")):
+        require_utf8_path(path, option)
+    cwd = Path.cwd().resolve()
+    if out.resolve() in (cwd, *cwd.parents) or out.resolve() == Path(workdir).resolve():
+        raise QAInputError(f"--out {out}: must be a folder of its own, not the current folder, the workdir or "
+                           "a folder above them")
     generator, judge = _backends(rec)
-    ws = Workspace(workdir)
-    try:
-        config = {"corpus": str(corpus), "out": str(out), "limit": limit, "batch_write": str(batch_write or ""),
-                  "batch_ingest": str(batch_ingest or ""), "recipe": rec.model_dump(mode="json")}
-        with ws.run("build-qa", config) as run:
-            ws.con.execute(REQUESTS_SCHEMA + ITEMS_SCHEMA)
-            stats = _build(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest, progress)
-            stats["seconds"] = round(time.monotonic() - t0, 2)
-            run.counts.update(stats)
-        if "output" in stats:
-            write_stats(out, stats)
-        return stats
-    finally:
-        ws.close()
+    with interrupt_handling(), output_lock(out):
+        ws = Workspace(workdir)
+        try:
+            config = {"corpus": str(corpus), "out": str(out), "limit": limit, "batch_write": str(batch_write or ""),
+                      "batch_ingest": str(batch_ingest or ""), "recipe": rec.model_dump(mode="json")}
+            with ws.run("build-qa", config) as run:
+                ws.con.execute(REQUESTS_SCHEMA + ITEMS_SCHEMA)
+                stats = _build(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest,
+                               progress)
+                stats["seconds"] = round(time.monotonic() - t0, 2)
+                stats["failure"] = failure_verdict(stats["engine"], rec.engine.max_failed_share)
+                run.counts.update(stats)
+            if "output" in stats:
+                write_stats(out, stats)
+                fault_point("qa-stats")
+            return stats
+        finally:
+            ws.close()
+
+
+def failure_verdict(engine: dict[str, Any], max_failed_share: float | None) -> str | None:
+    """Why the run must end non-zero, or None: more than `max_failed_share` of this run's requests
+    failed for good (failed after retries, or rejected); with None, only when every one did."""
+    failed = engine["failed"] + engine["rejected"]
+    finished = failed + engine["replies_ok"] + engine["replies_invalid"]
+    if not failed:
+        return None
+    share = failed / finished
+    if (share > max_failed_share) if max_failed_share is not None else failed == finished:
+        limit = "every request" if max_failed_share is None else f"over {max_failed_share:.0%} of requests"
+        return f"{failed} of {finished} requests failed ({share:.0%}; the run fails when {limit} fail)"
+    return None
 
 
 def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limit: int | None,
            generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
            batch_ingest: str | os.PathLike | None, progress: bool) -> dict[str, Any]:
+    """One build with its engine: the stages, then the engine's writer closed (replies committed)."""
     engine = Engine(ws.con, rec.engine, rec.prices, run.run_id, progress=progress, collect=bool(batch_write))
     try:
-        return _run_stages(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest, engine)
+        return _stages(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest, engine)
+    except BaseException as exc:  # SIGINT/SIGTERM: every reply already in is committed by engine.close()
+        if not is_interrupt(exc):
+            raise
+        s = engine.stats
+        raise Interrupted(s.replies_ok + s.replies_invalid + s.failed + s.rejected) from None
     finally:
         engine.close()
 
 
-def _run_stages(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limit: int | None,
-                generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
-                batch_ingest: str | os.PathLike | None, engine: Engine) -> dict[str, Any]:
+def _stages(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limit: int | None,
+            generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
+            batch_ingest: str | os.PathLike | None, engine: Engine) -> dict[str, Any]:
+    """The stages in order: plan (context check), ingest, generate, then batch files or select + export."""
     builder = Builder(ws, run, rec, corpus, out, limit, generator, judge, engine)
     n_docs = builder.check_context()
-    stats: dict[str, Any] = {"documents": n_docs, "generator": generator.name, "judge": judge.name if judge else None}
+    stats: dict[str, Any] = {"documents": n_docs, "generator": generator.name,
+                             "judge": judge.name if judge else None}
     if batch_ingest:
         stats["batch_ingested"] = ingest_batch(ws.con, batch_ingest, rec.prices, rec.batch_discount, run.run_id)
     ws.con.execute("DELETE FROM qa_items WHERE out = ?", [builder.out_key])
-
-    async def main() -> None:
-        try:
-            if not batch_write:
-                for backend in {id(b): b for b in (generator, judge) if b is not None}.values():
-                    await backend.check()
-            if isinstance(generator, EndpointBackend) and rec.generator.dialect == "auto":
-                builder.generator = generator.with_dialect(await probe_dialect(engine, generator))
-                if judge is generator:
-                    builder.judge = builder.generator
-                elif isinstance(judge, EndpointBackend) and judge.endpoint == generator.endpoint \
-                        and rec.judge.dialect is None:
-                    builder.judge = judge.with_dialect(builder.generator.dialect)
-            stats["dialect"] = builder.generator.dialect
-            with engine:
-                docs = iter_docs(corpus, limit)
-                start = 0
-                while chunk := list(islice(docs, rec.engine.chunk_docs)):
-                    engine.progress.update(engine.task_id, description=f"documents {start + len(chunk)}/{n_docs}")
-                    await builder.generate(chunk, start)
-                    start += len(chunk)
-        finally:
-            for backend in {id(b): b for b in (generator, judge) if b is not None}.values():
-                await backend.aclose()
-
-    asyncio.run(main())
+    with asyncio_sigint():
+        stats["dialect"] = asyncio.run(generate_all(builder, n_docs, check_backends=not batch_write))
     engine.writer.drain()
     stats["engine"] = engine.summary()
     if batch_write and engine.pending:
         files = write_batch(batch_write, engine.pending)
         stats.update(builder.counts, batch_requests=len(engine.pending), batch_files=[str(f) for f in files])
         return stats
+    return {**stats, **select_and_export(builder, n_docs)}
 
+
+async def choose_dialects(builder: Builder) -> None:
+    """With `dialect: auto`, probe the endpoint and give the generator (and a judge on the same
+    endpoint without its own dialect) the dialect the server enforces."""
+    rec, generator, judge = builder.recipe, builder.generator, builder.judge
+    if not (isinstance(generator, EndpointBackend) and rec.generator.dialect == "auto"):
+        return
+    builder.generator = generator.with_dialect(await probe_dialect(builder.engine, generator))
+    if judge is generator:
+        builder.judge = builder.generator
+    elif isinstance(judge, EndpointBackend) and judge.endpoint == generator.endpoint and rec.judge.dialect is None:
+        builder.judge = judge.with_dialect(builder.generator.dialect)
+
+
+async def generate_all(builder: Builder, n_docs: int, check_backends: bool) -> str:
+    """Every document's requests, chunk by chunk (replies are cached as they come); returns the
+    generator's dialect."""
+    backends = list({id(b): b for b in (builder.generator, builder.judge) if b is not None}.values())
+    engine = builder.engine
+    try:
+        if check_backends:
+            for backend in backends:
+                await backend.check()
+        await choose_dialects(builder)
+        with engine:
+            docs = iter_docs(builder.corpus, builder.limit)
+            start = 0
+            while chunk := list(islice(docs, builder.recipe.engine.chunk_docs)):
+                engine.progress.update(engine.task_id, description=f"documents {start + len(chunk)}/{n_docs}")
+                await builder.generate(chunk, start)
+                start += len(chunk)
+        return builder.generator.dialect
+    finally:
+        for backend in backends:
+            await backend.aclose()
+
+
+def select_and_export(builder: Builder, n_docs: int) -> dict[str, Any]:
+    """Instruct rows, question dedup, decontamination and the mix over `qa_items`, then the output shards."""
     from astrodata.qa.instruct import instruct_items
 
+    ws, run, rec = builder.ws, builder.run, builder.recipe
     decontaminator = None
     if rec.decontam.benchmarks:
         from astrodata.corpus.decontam import Decontaminator
@@ -497,7 +569,7 @@ def _run_stages(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path,
                                      source_id=it["source_id"], generator=it["generator"])
                         for i, it in enumerate(batch)])
         position += len(batch)
-    stats["instruct"] = dict(instruct_counts)
+    stats: dict[str, Any] = {"instruct": dict(instruct_counts)}
     builder.select(decontaminator)
     stats.update(builder.counts)
     stats["items_by_status"] = dict(ws.con.execute(

@@ -36,6 +36,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from astrodata.core.control import fault_point
 from astrodata.core.http import RetryPolicy
 from astrodata.core.workspace import utc_now
 from astrodata.qa.backends import Backend, Fatal, Rejected, Transient, schema_json
@@ -226,6 +227,7 @@ class CacheWriter:
                 updates, self.updates = self.updates, []
             try:
                 self._write(list(self.writing.values()), updates)
+                fault_point("qa-cache")
             except BaseException as exc:  # noqa: BLE001 - handed to the event loop by _raise
                 with self.lock:
                     self.error = exc

@@ -67,14 +67,17 @@ class MetadataSettings(Strict):
 
 class EngineSettings(Strict):
     concurrency: int = Field(ge=1)
-    requests_per_minute: float | None
-    tokens_per_minute: float | None
+    requests_per_minute: float | None = Field(gt=0, allow_inf_nan=False)
+    tokens_per_minute: float | None = Field(gt=0, allow_inf_nan=False)
     max_attempts: int = Field(ge=1)
     invalid_retries: int = Field(ge=0)
-    timeout_s: float
-    backoff_base_s: float
-    backoff_max_s: float
+    timeout_s: float = Field(gt=0, allow_inf_nan=False)
+    backoff_base_s: float = Field(ge=0, allow_inf_nan=False)
+    backoff_max_s: float = Field(ge=0, allow_inf_nan=False)
     chunk_docs: int = Field(ge=1)
+    # The build ends non-zero when more than this share of its requests failed for good; null
+    # (the default): only when every one did. A fatal error (bad key, unknown model) always does.
+    max_failed_share: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
 
 
 class Price(Strict):

@@ -199,7 +199,8 @@ def _looks_like_tar(head: bytes) -> bool:
 
 
 def _is_binary(data: bytes) -> bool:
-    """NUL bytes or many control characters: not a text file (images, junk, UTF-16)."""
+    """NUL bytes or many control characters: not a text file (images, junk, UTF-16). Trailing NUL
+    padding (left by some editors and block-copy tools) does not count: callers strip it."""
     if b"\x00" in data:
         return True
     sample = data[:8192]
@@ -281,6 +282,7 @@ def _unpack(raw: BinaryIO, eprint_id: str, limits: UnpackLimits) -> Eprint:
     data = stream.read(limits.max_file_bytes + 1)
     if len(data) > limits.max_file_bytes:
         raise EprintError("too-large", f"single file over {limits.max_file_bytes} bytes")
+    data = data.rstrip(b"\x00")
     if _is_binary(data):
         raise EprintError("not-latex", "binary data")
     text, encoding = _decode(data)
@@ -320,6 +322,9 @@ class _RecordingTarInfo(tarfile.TarInfo):
             raise
 
 
+_PAX_HEADERS = (tarfile.XGLTYPE, tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
+
+
 def _unpack_tar(stream: _Reader, eprint_id: str, limits: UnpackLimits) -> Eprint:
     files: dict[str, str] = {}
     encodings: dict[str, str] = {}
@@ -329,6 +334,8 @@ def _unpack_tar(stream: _Reader, eprint_id: str, limits: UnpackLimits) -> Eprint
     try:
         tf = tarfile.open(fileobj=stream, mode="r|", tarinfo=_RecordingTarInfo)  # type: ignore[call-overload]
         for member in tf:
+            if member.type in _PAX_HEADERS:  # metadata for the members, not a file (tarfile folds them in)
+                continue
             n_members += 1
             if n_members > limits.max_members:
                 raise EprintError("too-many-members", f"more than {limits.max_members} members")
@@ -354,7 +361,7 @@ def _unpack_tar(stream: _Reader, eprint_id: str, limits: UnpackLimits) -> Eprint
             if member.size > limits.max_file_bytes:
                 skipped.append(f"{name} (over {limits.max_file_bytes} bytes)")
                 continue
-            data = tf.extractfile(member).read()  # type: ignore[union-attr]
+            data = tf.extractfile(member).read().rstrip(b"\x00")  # type: ignore[union-attr]
             if _is_binary(data):
                 skipped.append(f"{name} (binary)")
                 continue
