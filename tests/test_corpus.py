@@ -134,7 +134,7 @@ def test_sigkill_mid_run_then_resume_is_exactly_once(tmp_path):
     proc.wait()
     done_before = len(list(extracted.glob("*.parquet")))
     assert 2 <= done_before < n / 4 - 5, f"the kill should land mid-run ({done_before} shards)"
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out" / "data").exists(), "no dataset is visible before the build finishes"
 
     summary = build_corpus(tmp_path / "work", CorpusOptions(out=tmp_path / "out", eprints=[src], workers=1,
                                                             progress=False))
