@@ -331,3 +331,19 @@ def test_refused_box_trick_counted_per_use_and_package_internals_not_counted():
     doc = latex_to_text(r"\begin{document}Text.\end{document}",
                         preamble=r"\ifdim\wd0>1pt \relax\fi\def\bad#2#1{x}")
     assert doc.losses == {}
+
+
+# -- found in review (review-1) -------------------------------------------------------------------
+@pytest.mark.parametrize("tex, want", [
+    (r"Use \lstinline!x%y! then more.", "Use `x%y` then more."),
+    (r"Use \lstinline[language=C]|a%b| then more.", "Use `a%b` then more."),
+    ("Use \\lstinline{q%r} end.\nNext line.", "Use `q%r` end. Next line."),
+    (r"Use \mintinline{python}|c%d| and \mintinline[fontsize=\small]{c}{e%f} end.", "Use `c%d` and `e%f` end."),
+    (r"\newcommand\foo{BAR}Use \lstinline|\foo| and \verb+\foo%+ not \foo.", "Use `\\foo` and `\\foo%` not BAR."),
+])
+def test_inline_verbatim_commands_keep_percent_and_the_rest_of_the_line(tex, want):
+    assert body(tex).text == want
+
+
+def test_unclosed_verb_stops_at_the_line_end():
+    assert body("A \\verb|x% y\nnext line.").text == "A `x% y` next line."

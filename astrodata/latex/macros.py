@@ -195,6 +195,38 @@ def match_brace(text: str, start: int) -> int:
     return -1
 
 
+#: commands whose argument TeX reads verbatim with a delimiter of the writer's choice:
+#: `\verb|x|`, `\verb*|x|`, `\lstinline[opts]|x|` or `{x}`, `\mintinline[opts]{lang}|x|` or `{x}`
+INLINE_VERB = frozenset("verb lstinline mintinline".split())
+_VERB_OPTS = re.compile(r"\*|\[[^\]\n]*\]")
+_VERB_LANG = re.compile(r"(?:\[[^\]\n]*\])?\s*\{[^{}\n]*\}")
+
+
+def inline_verb(text: str, pos: int, name: str) -> tuple[int, int, int] | None:
+    """The verbatim argument of `\\name` (one of INLINE_VERB) whose name ends at `pos`:
+    (content start, content end, end past the closing delimiter), or None when none follows.
+
+    Done by hand because no library reads TeX verbatim arguments. As in TeX the content cannot
+    span lines: a delimiter not closed on its line ends the content at the line end.
+    """
+    if name == "mintinline":
+        m = _VERB_LANG.match(text, pos)
+        if m is None:
+            return None
+        pos = m.end()
+    elif (m := _VERB_OPTS.match(text, pos)) is not None and (name == "lstinline" or m.group() == "*"):
+        pos = m.end()
+    if pos >= len(text) or text[pos].isalpha() or text[pos].isspace():
+        return None
+    close = "}" if text[pos] == "{" and name != "verb" else text[pos]
+    line_end = text.find("\n", pos)
+    line_end = len(text) if line_end < 0 else line_end
+    end = text.find(close, pos + 1, line_end)
+    if end < 0:
+        return pos + 1, line_end, line_end
+    return pos + 1, end, end + 1
+
+
 def match_bracket(text: str, start: int) -> int:
     """Index just past the `]` closing the `[` at `start` (braces nest inside), or -1."""
     depth = 0
@@ -842,7 +874,7 @@ class _Expander:
                 elif name == "fi" and self.conds:
                     self.conds.pop()
                     self._eat_line_end()
-                elif name in ("verb", "lstinline") and k == 0:
+                elif name in INLINE_VERB and k == 0:
                     self._verb(m.group())
                 elif name in _VERBATIM_ARGS and k == 0:
                     self._verbatim_arg(m.group())
@@ -873,15 +905,12 @@ class _Expander:
 
     def _verb(self, cs: str) -> None:
         t, pos = self.texts[0], self.poss[0]
-        if pos < len(t) and t[pos] == "*":
-            pos += 1
-        if pos >= len(t):
+        span = inline_verb(t, pos, cs[1:])
+        if span is None:
             self.out.append(cs)
             return
-        end = t.find(t[pos], pos + 1)
-        end = len(t) if end < 0 else end + 1
-        self.out.append(cs + t[self.poss[0] : end])
-        self.poss[0] = end
+        self.out.append(cs + t[pos : span[2]])
+        self.poss[0] = span[2]
 
     def _verbatim_arg(self, cs: str) -> None:
         """`\\url{..}`, `\\path|..|`, `\\href{url}`: the argument TeX reads verbatim, copied as is."""

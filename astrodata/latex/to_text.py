@@ -33,7 +33,14 @@ from typing import Literal
 
 from astrodata.latex import tables as T
 from astrodata.latex.flatten import Flattened, flatten, strip_comments
-from astrodata.latex.macros import ExpansionLimits, LatexError, expand_macros, match_brace
+from astrodata.latex.macros import (
+    INLINE_VERB,
+    ExpansionLimits,
+    LatexError,
+    expand_macros,
+    inline_verb,
+    match_brace,
+)
 from astrodata.latex.residue import residue_per_1k
 from astrodata.latex.scan import CS, WS, env_end, find_cs, math_end, read_arg, read_args, read_opt
 
@@ -420,7 +427,7 @@ class _Converter:
         return self.inline_math(arg or "", pos)
 
     def h_verb(self, name: str, src: str, i: int, pos: int) -> int:
-        return self.verb(src, pos)
+        return self.verb(name, src, pos)
 
     def h_iffalse(self, name: str, src: str, i: int, pos: int) -> int:
         return _skip_conditional(src, pos)
@@ -491,15 +498,12 @@ class _Converter:
             self.out.append(" ".join(filter(None, ["–".join(nums), *units])))
         return pos
 
-    def verb(self, src: str, pos: int) -> int:
-        if pos >= len(src):
+    def verb(self, name: str, src: str, pos: int) -> int:
+        span = inline_verb(src, pos, name)
+        if span is None:
             return pos
-        delim = "}" if src[pos] == "{" else src[pos]
-        end = src.find(delim, pos + 1)
-        if end < 0:
-            return pos + 1
-        self.out.append("`" + src[pos + 1 : end] + "`")
-        return end + 1
+        self.out.append("`" + src[span[0] : span[1]] + "`")
+        return span[2]
 
     # -- math --------------------------------------------------------------------------------
     def dollar_math(self, src: str, i: int) -> int:
@@ -738,7 +742,7 @@ def _handlers() -> dict[str, Callable[..., int | None]]:
         (["ensuremath"], C.h_ensuremath),
         (["keywords"], C.h_keywords),
         (["multicolumn", "multirow", "makecell", "thead"], C.h_multicolumn),
-        (["verb", "lstinline"], C.h_verb),
+        (sorted(INLINE_VERB), C.h_verb),
         (["iffalse"], C.h_iffalse),
         (T.ASSIGNMENTS, C.h_assignment),
         (T.ACRO_USE, C.h_acronym),
