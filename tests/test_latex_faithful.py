@@ -347,3 +347,24 @@ def test_inline_verbatim_commands_keep_percent_and_the_rest_of_the_line(tex, wan
 
 def test_unclosed_verb_stops_at_the_line_end():
     assert body("A \\verb|x% y\nnext line.").text == "A `x% y` next line."
+
+
+@pytest.mark.parametrize("tex, want", [
+    (r"\newtoggle{draft}\togglefalse{draft}\iftoggle{draft}{NOTE to Bob}{} Text.", "Text."),
+    (r"\newtoggle{draft}\iftoggle{draft}{D}{F} \toggletrue{draft}\iftoggle{draft}{D}{F}", "F D"),
+    (r"\newtoggle{x}\settoggle{x}{true}\nottoggle{x}{N}{Y}", "Y"),
+    (r"\providetoggle{x}\toggletrue{x}\providetoggle{x}\iftoggle{x}{kept}{lost}", "kept"),
+    (r"\newbool{long}\setbool{long}{false}\ifbool{long}{L}{S} \notbool{long}{n}{y}", "S n"),
+    (r"\newbool{draft}\booltrue{draft}\ifdraft D\else F\fi", "D"),
+    (r"\newboolean{long}\setboolean{long}{false}\ifthenelse{\boolean{long}}{L}{S}", "S"),
+    (r"\newboolean{long}\setboolean{long}{TRUE}\ifthenelse{\not\boolean{long}}{L}{S}", "S"),
+    (r"\newif\ifnotes\ifthenelse{\boolean{notes}}{hidden}{shown}", "shown"),
+])
+def test_etoolbox_toggles_and_booleans_decide_their_branch(tex, want):
+    doc = body(tex)
+    assert doc.text == want and doc.losses == {}
+
+
+def test_undeclared_toggle_is_undecided_and_counted():
+    doc = body(r"\iftoggle{unknown}{A}{B}")
+    assert doc.text == "A" and doc.losses["conditional", "\\iftoggle"] == 1

@@ -13,7 +13,8 @@ tables, with their `\\ifnum\\pdfstrcmp{..}{..}=0 .. \\else .. \\fi` branches) re
 Also read here, because only the expander knows what the document defined:
 - TeX conditionals (`\\iftrue`/`\\iffalse`, `\\newif` switches and their `\\footrue`/`\\foofalse`,
   `\\let\\iffoo\\iftrue`, `\\if`, `\\ifx`, `\\ifdefined`, `\\ifcsname`, `\\@ifundefined`, `\\ifnum`/`\\ifdim`/
-  `\\ifodd` on literals, `\\ifmmode`, etoolbox's `\\ifdef`-style, nested). "Defined" means defined by the
+  `\\ifodd` on literals, `\\ifmmode`, etoolbox's `\\ifdef`-style, etoolbox toggles/booleans and
+  ifthen booleans (`\\iftoggle`, `\\ifbool`, `\\ifthenelse{\\boolean{..}}`), nested). "Defined" means defined by the
   document or its own .sty files; TeX-engine switches take pdfLaTeX's values (`\\ifpdf` true,
   `\\ifxetex`/`\\ifluatex` false). A condition that cannot be decided (`\\ifx` of a macro we do not
   know, `\\ifnum\\value{page}>1`, a switch never declared) keeps its first ("true") branch, as a
@@ -79,7 +80,15 @@ _ENGINE_SWITCHES = {"pdf": True, "PDFTeX": True, "pdftex": True, "xetex": False,
 _ARG_IFS = {"ifdef": 1, "ifundef": 1, "ifcsdef": 1, "ifcsundef": 1, "ifdefmacro": 1, "ifstrequal": 2,
             "ifstrempty": 1, "ifblank": 1, "ifdefempty": 1, "ifdefstring": 2, "ifbool": 1, "iftoggle": 1,
             "ifboolexpr": 1, "ifnumcomp": 3, "ifdimcomp": 3, "ifnumequal": 2, "ifnumless": 2,
-            "ifnumgreater": 2, "ifthenelse": 1}
+            "ifnumgreater": 2, "ifthenelse": 1, "nottoggle": 1, "notbool": 1}
+#: etoolbox toggles and booleans, ifthen booleans: declaring, setting (value "true"/"false"), clearing.
+#: A boolean is a `\newif` switch (`\newbool{draft}` makes `\ifdraft`); a toggle has its own namespace.
+_FLAGS = {"newtoggle": ("toggle", False), "providetoggle": ("toggle", False), "toggletrue": ("toggle", True),
+          "togglefalse": ("toggle", False), "settoggle": ("toggle", None),
+          "newbool": ("bool", False), "providebool": ("bool", False), "newboolean": ("bool", False),
+          "provideboolean": ("bool", False), "booltrue": ("bool", True), "boolfalse": ("bool", False),
+          "setbool": ("bool", None), "setboolean": ("bool", None)}
+_BOOLEAN_TEST = re.compile(r"\s*(\\not\s*)?\\boolean\s*\{([^{}]*)\}\s*\Z")
 _NOT_IFS = frozenset("iff".split())  # \iff is a math symbol
 _NUM = re.compile(r"\s*(-?\d+)\s*([<=>])\s*(-?\d+)(?!\d)\s?")
 _DIM_UNITS = {"pt": 1.0, "bp": 72.27 / 72, "in": 72.27, "cm": 72.27 / 2.54, "mm": 72.27 / 25.4,
@@ -287,12 +296,14 @@ class _Expander:
             "newenvironment": self._newenv,
             "renewenvironment": self._newenv,
             "newif": self._newif,
+            **dict.fromkeys(_FLAGS, self._flag),
             **dict.fromkeys(_XPARSE, self._xparse),
             **dict.fromkeys(_XPARSE_ENVS, self._xparse_env),
         }
         self.refused: set[str] = set()  # box-trick symbols left undefined
         self.env_args: dict[str, list[list[str]]] = {}  # open xparse environments' arguments
         self.switches: dict[str, bool] = dict(_ENGINE_SWITCHES)  # \newif switches: name without "if"
+        self.toggles: dict[str, bool] = {}  # etoolbox toggles
 
     # -- reading across frames ------------------------------------------------------------
     def _top(self) -> int:
@@ -405,6 +416,17 @@ class _Expander:
         name = self._read_name()
         if name.startswith("if") and len(name) > 2:
             self.switches[name[2:]] = False
+
+    def _flag(self, kind: str) -> None:
+        """etoolbox `\\newtoggle{x}`/`\\togglefalse{x}`/`\\settoggle{x}{true}`, `\\newbool`/`\\setbool`, ifthen's
+        `\\newboolean`/`\\setboolean`: recorded so `\\iftoggle`/`\\ifbool`/`\\ifthenelse{\\boolean{x}}` decide."""
+        space, value = _FLAGS[kind]
+        name = self._read_arg().strip()
+        if value is None:
+            value = {"true": True, "false": False}.get(self._read_arg().strip().lower())
+        flags = self.toggles if space == "toggle" else self.switches
+        if value is not None and (not kind.startswith("provide") or name not in flags):
+            flags[name] = value
 
     def _xparse(self, kind: str) -> None:
         """`\\NewDocumentCommand{\\name}{spec}{body}` and its siblings."""
@@ -765,6 +787,15 @@ class _Expander:
             value = args[0].strip() == args[1].strip()
         elif name in ("ifstrempty", "ifblank"):
             value = not args[0].strip()
+        elif name in ("iftoggle", "nottoggle"):
+            value = self.toggles.get(args[0].strip())
+        elif name in ("ifbool", "notbool"):
+            value = self.switches.get(args[0].strip())
+        elif name == "ifthenelse" and (m := _BOOLEAN_TEST.match(args[0])):
+            value = self.switches.get(m[2].strip())
+            value = None if value is None else value != bool(m[1])
+        if value is not None and name.startswith("not"):
+            value = not value
         if value is None:
             self.stats.losses["conditional", "\\" + name] += 1
             value = True
