@@ -9,7 +9,9 @@ Each stage owns its settings model (next to the code that reads it); this module
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from astrodata.core.config import Strict, load_config
 from astrodata.corpus.filters import FilterSettings
@@ -25,19 +27,19 @@ class TokenizerSettings(Strict):
 
 
 class DedupSettings(Strict):
-    ngram: int  # word n-gram shingles
-    bands: int
-    rows: int  # bands * rows MinHash permutations
-    threshold: float  # Jaccard at or above which two documents are near-duplicates
+    ngram: Annotated[int, Field(ge=1)]  # word n-gram shingles
+    bands: Annotated[int, Field(ge=1)]
+    rows: Annotated[int, Field(ge=1)]  # bands * rows MinHash permutations
+    threshold: Annotated[float, Field(gt=0, le=1)]  # Jaccard at or above which two documents are near-duplicates
     seed: int
-    max_bucket: int
+    max_bucket: Annotated[int, Field(ge=1)]
     check: Literal["exact", "estimate"]  # verify LSH candidates on exact shingle Jaccard or the signatures
 
 
 class DecontamSettings(Strict):
     benchmarks: list[str]  # question files (AstroMLab-1 MCQs, MMLU CSVs, JSONL of questions)
     mode: Literal["drop", "redact"]
-    ngram: int
+    ngram: Annotated[int, Field(ge=1)]
     min_words: int  # benchmark items shorter than this are not indexed
 
 
@@ -45,7 +47,7 @@ class LossSettings(Strict):
     """What to do with a document whose converter met many constructs it could not render
     faithfully (catalog table `losses`, counted per document)."""
 
-    max_per_1k_words: float | None  # losses per 1,000 words above which `action` applies; null: never
+    max_per_1k_words: Annotated[float, Field(ge=0)] | None  # losses per 1,000 words above which `action` applies; null: never
     action: Literal["flag", "drop"]  # flag: details.losses_flagged in the catalog; drop: status dropped
 
 
