@@ -427,8 +427,11 @@ def _render(nodes: Iterable[Any], out: list[str], losses: Counter[tuple[str, str
 
 
 def _template_text(node: Template, losses: Counter[tuple[str, str]] | None) -> str:
-    """A template's text through `wiki_templates.render_template`; an unknown one is counted."""
-    name = str(node.name).strip()
+    """A template's text through `wiki_templates.render_template`; an unknown one is counted. The name is
+    rendered too: a parser function's argument may itself be a template (`{{formatnum:{{val|123456}}}}`)."""
+    rendered: list[str] = []
+    _render(node.name.nodes, rendered, losses)
+    name = "".join(rendered).strip()
     positional: list[str] = []
     named: dict[str, str] = {}
     for p in node.params:
