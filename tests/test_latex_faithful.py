@@ -368,3 +368,14 @@ def test_etoolbox_toggles_and_booleans_decide_their_branch(tex, want):
 def test_undeclared_toggle_is_undecided_and_counted():
     doc = body(r"\iftoggle{unknown}{A}{B}")
     assert doc.text == "A" and doc.losses["conditional", "\\iftoggle"] == 1
+
+
+@pytest.mark.parametrize("tex, want", [
+    ("\\def\\beginsection#1\\par{\\section{#1}}\\beginsection Introduction\n\nText here.", "## Introduction\n\nText here."),
+    ("\\def\\note#1\\par{<#1>}\\note one\ntwo\n\nnext", "<one two>next"),  # TeX eats the \\par token
+    ("\\def\\note#1\\par{<#1>}\\note a \\parskip b\\par c", "<a b> c"),  # \\parskip is not \\par
+    ("\\def\\x#1\\end{[#1]}\\x a\\endgraf b\\end c", "[a b] c"),
+])
+def test_delimited_def_ended_by_par_takes_the_blank_line_and_whole_control_words(tex, want):
+    doc = body(tex)
+    assert doc.text == want and ("expansion", "\\note") not in doc.losses

@@ -569,8 +569,9 @@ class _Expander:
             arg = text[start:end]
             if arg.startswith("{") and match_brace(arg, 0) == len(arg):
                 arg = arg[1:-1]
-            args.append(arg)
-            self.poss[k] = end + len(delim)
+            args.append(arg.rstrip() if delim == "\\par" else arg)
+            # a blank line is the \par token: it ends `\def\x#1\par{..}`'s argument
+            self.poss[k] = end + (len(delim) if text.startswith(delim, end) else len(_BLANK_LINE.match(text, end)[0]))
         return args
 
     def _xargs(self, xspec: tuple[tuple[str, str | None], ...]) -> list[str]:
@@ -986,12 +987,18 @@ def expand_macros(
 _DELIM_RES: dict[str, re.Pattern[str]] = {}
 
 
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
 def _find_delimiter(text: str, start: int, delim: str) -> int:
     """Start of `delim` at brace depth 0 from `start`, or -1 (also at a blank line: a runaway
-    argument, as TeX reports for a non-`\\long` macro)."""
+    argument, as TeX reports for a non-`\\long` macro; unless `delim` is `\\par`, which the
+    blank line is, as in plain TeX's `\\def\\beginsection#1\\par{..}`)."""
     pattern = _DELIM_RES.get(delim)
     if pattern is None:
-        pattern = _DELIM_RES[delim] = re.compile(re.escape(delim) + r"|\\[A-Za-z@]+|\\.|[{}]|\n[ \t]*\n", re.S)
+        word_end = r"(?![A-Za-z@])" if re.search(r"\\[A-Za-z@]+\Z", delim) else ""  # `\par` is not `\parskip`
+        pattern = _DELIM_RES[delim] = re.compile(re.escape(delim) + word_end + r"|\\[A-Za-z@]+|\\.|[{}]|\n[ \t]*\n",
+                                                 re.S)
     depth = 0
     for m in pattern.finditer(text, start):
         s = m.group()
@@ -1004,7 +1011,7 @@ def _find_delimiter(text: str, start: int, delim: str) -> int:
             if depth < 0:
                 return -1
         elif s[0] == "\n":
-            return -1
+            return m.start() if delim == "\\par" and depth == 0 else -1
     return -1
 
 
