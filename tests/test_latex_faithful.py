@@ -379,3 +379,14 @@ def test_undeclared_toggle_is_undecided_and_counted():
 def test_delimited_def_ended_by_par_takes_the_blank_line_and_whole_control_words(tex, want):
     doc = body(tex)
     assert doc.text == want and ("expansion", "\\note") not in doc.losses
+
+
+@pytest.mark.parametrize("tex, want", [
+    (r"\begin{tabular}{ll} \begin{tabular}{c}Mass\\(kg)\end{tabular} & z \\ a & b \\\end{tabular}",
+     ["| Mass (kg) | z |", "|---|---|", "| a | b |"]),
+    (r"\begin{tabular}{ll} eq & $\begin{array}{cc}1&2\\3&4\end{array}$ \\ a & b \\\end{tabular}",
+     ["| eq | $\\begin{array}{cc}1&2\\\\3&4\\end{array}$ |", "|---|---|", "| a | b |"]),
+])
+def test_a_tabular_or_array_inside_a_cell_stays_in_its_cell(tex, want):
+    doc = body(tex)
+    assert doc.text.split("\n") == want and doc.losses == {}
