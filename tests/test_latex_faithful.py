@@ -390,3 +390,22 @@ def test_delimited_def_ended_by_par_takes_the_blank_line_and_whole_control_words
 def test_a_tabular_or_array_inside_a_cell_stays_in_its_cell(tex, want):
     doc = body(tex)
     assert doc.text.split("\n") == want and doc.losses == {}
+
+
+@pytest.mark.parametrize("tex, want", [
+    (r"\ifcase 2 zero\or one\or two\else many\fi.", "two."),
+    (r"\ifcase 0 zero\or one\fi.", "zero."),
+    (r"\ifcase 5 zero\or one\else many\fi.", "many."),
+    (r"\ifcase 3 zero\or one\fi.", "."),
+    (r"\ifcase1 a\or \iftrue b\fi\or c\fi.", "b."),
+    (r"\newcommand\mon[1]{\ifcase#1\or Jan\or Feb\or Mar\fi}\mon{2} \mon{3}.", "Feb Mar."),
+    (r"\ifcase 1 \ifcase 0 x\or y\fi\or z\or w\fi.", "z."),
+])
+def test_ifcase_takes_the_numbered_case(tex, want):
+    doc = body(tex)
+    assert doc.text == want and doc.losses == {}
+
+
+def test_ifcase_on_a_counter_takes_case_zero_and_is_counted():
+    doc = body(r"\ifcase\value{x} a\or b\fi.")
+    assert doc.text == "a." and doc.losses == {("conditional", "\\ifcase"): 1}

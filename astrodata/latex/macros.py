@@ -62,7 +62,7 @@ _PARAM = re.compile(r"#(#|[1-9])")
 _WS = re.compile(r"\s*")
 _BRACE = re.compile(r"\\.|[{}]", re.S)
 _BRACKET = re.compile(r"\\.|[{}\]]", re.S)
-_COND = re.compile(r"\\(if[A-Za-z@]*|else|fi)(?![A-Za-z@])")
+_COND = re.compile(r"\\(if[A-Za-z@]*|else|fi|or)(?![A-Za-z@])")
 _PDFSTRCMP_TAIL = re.compile(r"\s*=\s*0(?![0-9])\s?")
 _SIMPLE_PARAMS = re.compile(r"(?:#[1-9])*")
 _VERBATIM_ENVS = ("verbatim", "verbatim*", "lstlisting", "lstlisting*", "minted", "Verbatim", "Verbatim*",
@@ -99,6 +99,7 @@ _ODD = re.compile(r"\s*(-?\d+)(?!\d)\s?")
 # an \ifnum/\ifdim condition we cannot evaluate: consumed so it does not leak into the text
 _ANY_CMP = re.compile(r"\s*(?:\\[A-Za-z@]+(?:\s*\{[^{}]*\})?|[-\d.]+\s*[a-z]{0,2})\s*[<=>]\s*"
                       r"(?:\\[A-Za-z@]+(?:\s*\{[^{}]*\})?|[-\d.]+(?:\s*(?:pt|bp|in|cm|mm|pc|dd|cc|sp|em|ex))?)\s?")
+_ANY_NUMBER = re.compile(r"\s*\\[A-Za-z@]+(?:\s*\{[^{}]*\})?\s?")
 _TRAILING_CS = re.compile(r"\\[A-Za-z@]+\Z")
 _LINE_END = re.compile(r"[ \t]*(?:\n[ \t]*(?!\n))?")
 _PARAM_SPLIT = re.compile(r"#([1-9])")
@@ -657,6 +658,9 @@ class _Expander:
 
     def _conditional(self, name: str) -> None:
         """Take the branch the condition selects; an undecidable one keeps its "true" branch."""
+        if name == "ifcase":
+            self._ifcase()
+            return
         value = self._decide(name)
         if value is None:
             self.stats.losses["conditional", "\\" + name] += 1
@@ -666,6 +670,21 @@ class _Expander:
             self._eat_line_end()
         else:
             self._skip_branch(stop_at_else=True)
+
+    def _ifcase(self) -> None:
+        """`\\ifcase N case0 \\or case1 ... \\else other \\fi`: case N (N a literal; otherwise case 0, counted)."""
+        m = self._match(_ODD)
+        if m is None:  # a register or counter (`\\value{x}`, `\\count@`): consumed, case 0 taken, counted
+            self.stats.losses["conditional", "\\ifcase"] += 1
+            if (number := self._match(_ANY_NUMBER)) is not None:
+                self.poss[self._top()] = number.end()
+        else:
+            self.poss[self._top()] = m.end()
+        for _ in range(int(m[1]) if m else 0):
+            if not self._skip_branch(stop_at_else=True, stop_at_or=True):
+                return  # \else taken, or \fi reached: no case N
+        self.conds.append(True)
+        self._eat_line_end()
 
     def _eat_line_end(self) -> None:
         """After a conditional's control word TeX ignores the line end (and the next line's
@@ -701,7 +720,7 @@ class _Expander:
             return cs in self.macros
         if name == "ifmmode":
             return self._in_math()
-        return None  # \ifcase, \ifvmode, a switch never declared, ...
+        return None  # \ifvmode, a switch never declared, ...
 
     def _match(self, pattern: re.Pattern[str]) -> re.Match[str] | None:
         k = self._top()
@@ -831,8 +850,9 @@ class _Expander:
         yes, no = self._read_arg(), self._read_arg()
         self._push(yes if self._peek() == want else no)
 
-    def _skip_branch(self, stop_at_else: bool) -> None:
-        """Skip to the matching `\\else` (when wanted) or `\\fi` in the current frame."""
+    def _skip_branch(self, stop_at_else: bool, stop_at_or: bool = False) -> bool:
+        """Skip to the matching `\\else` (when wanted), `\\or` (when wanted: True is returned, the next
+        `\\ifcase` case starts there) or `\\fi` in the current frame; `\\or`s of this level are skipped."""
         k = len(self.texts) - 1
         depth = 0
         for m in _COND.finditer(self.texts[k], self.poss[k]):
@@ -841,15 +861,19 @@ class _Expander:
                 depth += self._is_if(word)
             elif depth:
                 depth -= word == "fi"
+            elif word == "or":
+                if stop_at_or:
+                    self.poss[k] = m.end()
+                    return True
             elif word == "else" and stop_at_else:
                 self.poss[k] = m.end()
                 self.conds.append(False)
                 self._eat_line_end()
-                return
+                return False
             elif word == "fi":
                 self.poss[k] = m.end()
                 self._eat_line_end()
-                return
+                return False
         raise _Stop("conditional without matching \\fi: text kept")
 
     def run(self, text: str, out: list[str]) -> None:
@@ -900,7 +924,7 @@ class _Expander:
                     pass
                 elif name == "@ifnextchar" and k > 0:
                     self._ifnextchar()
-                elif name == "else" and self.conds and self.conds[-1]:
+                elif name in ("else", "or") and self.conds and self.conds[-1]:
                     self.conds.pop()
                     self._skip_branch(stop_at_else=False)
                 elif name == "fi" and self.conds:
