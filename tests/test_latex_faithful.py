@@ -409,3 +409,13 @@ def test_ifcase_takes_the_numbered_case(tex, want):
 def test_ifcase_on_a_counter_takes_case_zero_and_is_counted():
     doc = body(r"\ifcase\value{x} a\or b\fi.")
     assert doc.text == "a." and doc.losses == {("conditional", "\\ifcase"): 1}
+
+
+@pytest.mark.parametrize("defn, symbol", [  # the `=` of register settings inside the box is not a glyph
+    (r"\def\lsim{\mathrel{\lower2.5pt\vbox{\lineskip=0pt\baselineskip=0pt\hbox{$<$}\hbox{$\sim$}}}}", r"\lesssim"),
+    (r"\def\gsim{\mathrel{\lower2.5pt\vbox{\lineskip=0pt\baselineskip=0pt\hbox{$>$}\hbox{$\sim$}}}}", r"\gtrsim"),
+])
+def test_vbox_stacked_box_trick_symbols_become_standard(defn, symbol):
+    name = re.search(r"\\def\\([a-z]+)", defn).group(1)
+    doc = body(defn + rf" so $x \{name} 1$.")
+    assert doc.text == f"so $x {symbol} 1$." and doc.losses == {}

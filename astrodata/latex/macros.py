@@ -107,6 +107,8 @@ _PARAM_SPLIT = re.compile(r"#([1-9])")
 _BOX_TRICK = re.compile(r"\\(?:hbox|rlap|llap|lower|raise|buildrel|vcenter|halign|mathchoice|"
                         r"offinterlineskip|vbox|kern|smash|mathrlap|mathllap)(?![A-Za-z@])")
 _RELATIONS = re.compile(r"\\(?:sim|approx|simeq|propto)(?![A-Za-z@])|<|>|=")
+# register assignments inside a box trick (`\\lineskip=0pt`): their `=` is not a glyph
+_REGISTER_SET = re.compile(r"\\[A-Za-z@]+\s*=\s*-?[\d.]+\s*(?:pt|bp|in|cm|mm|pc|dd|cc|sp|em|ex)?")
 _IFVALUE = {  # name -> (test, branches): test "novalue" | "value" | "boolean"; branches "TF" | "T" | "F"
     **{f"IfNoValue{b}": ("novalue", b) for b in ("TF", "T", "F")},
     **{f"IfValue{b}": ("value", b) for b in ("TF", "T", "F")},
@@ -388,7 +390,7 @@ class _Expander:
             return
         if macro.nargs == 0 and macro.delimited is None and _BOX_TRICK.search(macro.body) and ("$" in macro.body or "\\over" in macro.body
                                                or "\\halign" in macro.body or "\\mathrel" in macro.body):
-            symbol = _IDIOMS.get(frozenset(_RELATIONS.findall(macro.body)))
+            symbol = _IDIOMS.get(frozenset(_RELATIONS.findall(_REGISTER_SET.sub("", macro.body))))
             if symbol is None:  # keep the user's name: math shows `\\simfoo`, never box code
                 self.macros.pop(name, None)
                 self.refused.add(name)  # each use is counted as ("math-symbol", name)
