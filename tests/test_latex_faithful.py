@@ -419,3 +419,15 @@ def test_vbox_stacked_box_trick_symbols_become_standard(defn, symbol):
     name = re.search(r"\\def\\([a-z]+)", defn).group(1)
     doc = body(defn + rf" so $x \{name} 1$.")
     assert doc.text == f"so $x {symbol} 1$." and doc.losses == {}
+
+
+def test_package_settings_in_the_body_are_not_text():
+    doc = body(r"\sisetup{per-mode=symbol}\captionsetup{font=small}\lstset{language=C}\setkeys{Gin}{width=3cm}"
+               r"\setminted{fontsize=\small}Speed \SI{3.2}{\kilo\metre}.")
+    assert doc.text == "Speed 3.2 km." and doc.losses == {}
+
+
+def test_algpseudocode_function_and_procedure_are_named_as_printed():
+    doc = body(r"\begin{algorithmic}\Function{Fit}{$d$}\State step\EndFunction\Procedure{Run}{$a$}\EndProcedure"
+               r"\end{algorithmic}")
+    assert doc.text == "1. function Fit($d$)\n2. step\n3. end function\n4. procedure Run($a$)\n5. end procedure"
