@@ -431,3 +431,21 @@ def test_algpseudocode_function_and_procedure_are_named_as_printed():
     doc = body(r"\begin{algorithmic}\Function{Fit}{$d$}\State step\EndFunction\Procedure{Run}{$a$}\EndProcedure"
                r"\end{algorithmic}")
     assert doc.text == "1. function Fit($d$)\n2. step\n3. end function\n4. procedure Run($a$)\n5. end procedure"
+
+
+@pytest.mark.parametrize("tex, want", [
+    (r"\newcommand\foo{FOO}a\csname foo\endcsname b", "aFOO b"),
+    (r"\expandafter\def\csname bar\endcsname{BAR}\bar{} y", "BAR y"),
+    (r"\expandafter\newcommand\csname q\endcsname[1]{<#1>}\q{z}", "<z>"),
+    (r"\makeatletter\@namedef{obj}{Vega}\makeatother Star \@nameuse{obj}.", "Star Vega."),
+    (r"\newcommand\m[1]{(\csname #1\endcsname)}\newcommand\pc{parsec}\m{pc}", "(parsec)"),
+    (r"\newcommand\n[1]{\@nameuse{#1}}\newcommand\longmacroname{ok}\n{longmacroname}", "ok"),
+])
+def test_csname_and_namedef_build_the_control_sequence(tex, want):
+    doc = body(tex)
+    assert doc.text == want and doc.losses == {} and doc.macro_errors == []
+
+
+def test_csname_of_a_name_that_is_not_letters_is_counted():
+    doc = body(r"\csname fig1\endcsname x")
+    assert doc.text == "x" and doc.losses == {("expansion", "\\csname fig1"): 1}

@@ -99,6 +99,7 @@ _ODD = re.compile(r"\s*(-?\d+)(?!\d)\s?")
 # an \ifnum/\ifdim condition we cannot evaluate: consumed so it does not leak into the text
 _ANY_CMP = re.compile(r"\s*(?:\\[A-Za-z@]+(?:\s*\{[^{}]*\})?|[-\d.]+\s*[a-z]{0,2})\s*[<=>]\s*"
                       r"(?:\\[A-Za-z@]+(?:\s*\{[^{}]*\})?|[-\d.]+(?:\s*(?:pt|bp|in|cm|mm|pc|dd|cc|sp|em|ex))?)\s?")
+_EXPANDAFTER_CSNAME = re.compile(r"\s*\\([A-Za-z@]+)\s*\\csname(?![A-Za-z@])")
 _ANY_NUMBER = re.compile(r"\s*\\[A-Za-z@]+(?:\s*\{[^{}]*\})?\s?")
 _TRAILING_CS = re.compile(r"\\[A-Za-z@]+\Z")
 _LINE_END = re.compile(r"[ \t]*(?:\n[ \t]*(?!\n))?")
@@ -307,6 +308,7 @@ class _Expander:
         self.env_args: dict[str, list[list[str]]] = {}  # open xparse environments' arguments
         self.switches: dict[str, bool] = dict(_ENGINE_SWITCHES)  # \newif switches: name without "if"
         self.toggles: dict[str, bool] = {}  # etoolbox toggles
+        self.before_csname = ""  # `\\expandafter\\def\\csname`: the control word waiting for the name
 
     # -- reading across frames ------------------------------------------------------------
     def _top(self) -> int:
@@ -673,6 +675,46 @@ class _Expander:
         else:
             self._skip_branch(stop_at_else=True)
 
+    def _expandafter(self) -> bool:
+        """`\\expandafter\\def\\csname x\\endcsname`: whether a control word then a `\\csname` follow (the
+        one use of `\\expandafter` that decides what the document defines); consumes the control word."""
+        k = self._top()
+        m = _EXPANDAFTER_CSNAME.match(self.texts[k], self.poss[k]) if k >= 0 else None
+        if m is None:
+            return False
+        self.before_csname = "\\" + m[1]
+        self.poss[k] = m.end()
+        return True
+
+    def _csname(self, name: str, start: int) -> None:
+        """`\\csname x\\endcsname`, `\\@nameuse{x}`: the control sequence `\\x`; `\\@namedef{x}`: `\\def\\x`.
+        A name that is not letters (`\\csname fig1\\endcsname`) stays undefined: nothing, counted.
+
+        The tokens are written back over the consumed span `start..` of the same frame (a definition reads
+        its name, parameters and body from one text), padded in front with empty groups, so every later
+        offset stays valid."""
+        k = self._top()
+        t = self.texts[k]
+        if name in ("@nameuse", "@namedef"):
+            cs = self._read_arg().strip()
+        else:
+            end = t.find("\\endcsname", self.poss[k])
+            if end < 0:
+                raise _Stop("\\csname without \\endcsname")
+            cs = t[self.poss[k] : end].strip()
+            self.poss[k] = end + len("\\endcsname")
+        before, self.before_csname = "\\def" if name == "@namedef" else self.before_csname, ""
+        if not re.fullmatch(r"[A-Za-z@]+", cs):
+            self.stats.losses["definition" if before else "expansion", "\\csname " + cs[:40]] += 1
+            return
+        new, end = before + "\\" + cs, self.poss[k]
+        pad = end - start - len(new)
+        if k != self._top() or pad < 0:  # the name came from an enclosing frame: a new frame holds the tokens
+            self._push(new)
+            return
+        self.texts[k] = t[:start] + "{}" * (pad // 2) + " " * (pad % 2) + new + t[end:]
+        self.poss[k] = end - len(new)
+
     def _ifcase(self) -> None:
         """`\\ifcase N case0 \\or case1 ... \\else other \\fi`: case N (N a literal; otherwise case 0, counted)."""
         m = self._match(_ODD)
@@ -932,6 +974,8 @@ class _Expander:
                 elif name == "fi" and self.conds:
                     self.conds.pop()
                     self._eat_line_end()
+                elif name in ("csname", "@nameuse", "@namedef") or name == "expandafter" and self._expandafter():
+                    self._csname(name, i)
                 elif name in INLINE_VERB and k == 0:
                     self._verb(m.group())
                 elif name in _VERBATIM_ARGS and k == 0:
