@@ -55,3 +55,12 @@ def test_out_of_range_recipe_values_fail_at_load_naming_file_and_key(tmp_path, y
     with pytest.raises(ValueError) as err:
         load_recipe(recipe)
     assert str(err.value).startswith(f"{recipe}: {key}: ")
+
+
+def test_a_category_pattern_that_is_not_a_regex_fails_at_load(tmp_path):
+    """Before: accepted, and a build with Wikipedia failed at its first page with re.error."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text('wikipedia:\n  category_patterns: ["(unclosed"]\n')
+    with pytest.raises(ValueError) as err:
+        load_recipe(recipe)
+    assert str(err.value).startswith(f"{recipe}: wikipedia.category_patterns: ") and "(unclosed" in str(err.value)

@@ -50,6 +50,7 @@ from mwparserfromhell.nodes import (
     Text,
     Wikilink,
 )
+from pydantic import field_validator
 
 from astrodata.core.config import Strict
 from astrodata.sources.wiki_templates import render_template
@@ -80,6 +81,17 @@ class WikipediaSettings(Strict):
     drop_sections: list[str]  # headings whose sections are dropped
     namespaces: list[int]
     dataset_config: str  # config of the `wikimedia/wikipedia` Hub dataset
+
+    @field_validator("category_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        """Checked when the recipe is read, not when the first dump page reaches the selector."""
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return patterns
 
 
 
