@@ -12,13 +12,23 @@ streams the files, commits in batches and resumes when re-run; without Xet it ma
 already on the Hub are not sent again (the LFS batch answer lists no upload action for them). Files whose content
 equals the remote's are dropped from the commit, so re-publishing an unchanged folder makes no new commit.
 
+Local paths never leave the machine: a results file written by `astrodata eval` names the model folder and the
+question file as given (often absolute), Trainer's `trainer_state.json` its checkpoint folder. Every `.json` and
+`.md` file (bar the card, checked already) is read before the upload and each absolute path on this machine in it
+is cut to its last part (`/home/me/runs/merged` -> `merged`); when any file changed, the upload reads the folder
+through `<folder>/.cache/astrodata-publish/` (links to the unchanged files, the cleaned copies beside them), so the
+user's files stay as they are and `upload_folder` still does the uploading (and its resume cache lives there).
+
 The token is `huggingface_hub.get_token()`: `HF_TOKEN` or the login cache (`hf auth login`), nothing else. It never
 reaches a log line, the catalog, a card or an error message.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +42,10 @@ IGNORE_PATTERNS = ["checkpoint-*/", "dataset-cache/", ".cache/", "*/.cache/", "*
                    "optimizer.pt", "scheduler.pt", "rng_state*.pth", "*.lock"]
 LICENSE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")  # the Hub's rule for `license_name`
 REPORT_FILES = ("results.json", "general_results.json", "report.md")
+STAGING = Path(".cache") / "astrodata-publish"  # inside the published folder; `.cache/` is never uploaded
+MAX_SCRUB_BYTES = 4 * 1024 * 1024  # larger .json/.md files (tokenizer.json) hold no paths of ours
+# an absolute POSIX path (two or more parts) or a home-relative one, not part of a URL or a longer word
+_LOCAL_PATH = re.compile(r"(?<![\w:/.~-])(?:~|/[\w.@+-]+)(?:/[\w.@+-]+)+/?")
 
 
 class PublishError(ValueError):
@@ -150,6 +164,64 @@ def validate_metadata(meta: dict[str, Any], repo_type: str) -> None:
 
 
 # -- publish ----------------------------------------------------------------------------------------
+def _is_local_path(text: str) -> bool:
+    """Whether `text` is an absolute path on this machine: `~/...`, or `/a/b...` whose top folder exists here
+    (so `/s/Mpc` in a unit or `/**` in a vocabulary is not one)."""
+    if text.startswith("~/"):
+        return True
+    top = text.split("/")[1] if text.startswith("/") else ""
+    return bool(top) and os.path.isdir("/" + top)
+
+
+def _cut(text: str) -> str:
+    return _LOCAL_PATH.sub(lambda m: m.group().rstrip("/").rsplit("/", 1)[-1] if _is_local_path(m.group())
+                           else m.group(), text)
+
+
+def without_local_paths(path: Path, rel: str) -> bytes | None:
+    """The content of the `.json`/`.md` file `rel` with every absolute local path cut to its last part, or None
+    when it has none (or is not such a file, is the card, or is over MAX_SCRUB_BYTES)."""
+    file = path / rel
+    if rel == "README.md" or file.suffix not in (".json", ".md") or file.stat().st_size > MAX_SCRUB_BYTES:
+        return None
+    text = file.read_text(encoding="utf-8", errors="replace")
+    if file.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+
+        def walk(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {walk(k): walk(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [walk(x) for x in v]
+            return _cut(v) if isinstance(v, str) else v
+
+        cleaned = walk(data)
+        return None if cleaned == data else (json.dumps(cleaned, indent=2, ensure_ascii=False) + "\n").encode()
+    cleaned_text = _cut(text)
+    return None if cleaned_text == text else cleaned_text.encode()
+
+
+def _upload_source(path: Path, files: list[tuple[str, int]]) -> Path:
+    """The folder `upload_folder` reads: `path` itself, or, when a file holds local paths, the staging folder
+    STAGING of links to `path`'s files with the cleaned copies in place of those files."""
+    cleaned = {rel: data for rel, _ in files if (data := without_local_paths(path, rel)) is not None}
+    if not cleaned:
+        return path
+    stage = path / STAGING
+    shutil.rmtree(stage, ignore_errors=True)
+    for rel, _ in files:
+        target = stage / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if rel in cleaned:
+            target.write_bytes(cleaned[rel])
+        else:
+            target.symlink_to((path / rel).resolve())
+    return stage
+
+
 def _token() -> str:
     from huggingface_hub import get_token
 
@@ -181,8 +253,14 @@ def publish(path: Path, repo_id: str, *, repo_type: str | None = None, private: 
     huggingface_hub's HfHubHTTPError for what the Hub refuses.
     """
     path = Path(path)
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id or ""):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not re.fullmatch(r"[^/\s]+/[^/\s]+", repo_id or ""):
         raise PublishError(f"--repo-id must look like OWNER/NAME, got {repo_id!r}")
+    try:  # the Hub's own rules (characters, `--`/`..`, `.git`, length), checked before a dry run says yes
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise PublishError(f"--repo-id {repo_id!r}: {str(exc).split(': ' + repr(repo_id))[0]}") from None
     detected, kind = detect_kind(path)
     if repo_type is not None and repo_type != detected:
         raise PublishError(f"{path} is a {detected} ({kind}), not a {repo_type}: drop --repo-type or publish it as a "
@@ -204,7 +282,8 @@ def publish(path: Path, repo_id: str, *, repo_type: str | None = None, private: 
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, repo_type=detected, exist_ok=True)
         before = api.repo_info(repo_id, repo_type=detected, revision=revision).sha
-        info = api.upload_folder(repo_id=repo_id, folder_path=path, repo_type=detected, revision=revision,
+        info = api.upload_folder(repo_id=repo_id, folder_path=_upload_source(path, files), repo_type=detected,
+                                 revision=revision,
                                  commit_message=commit_message or f"Publish {kind} with astrodata",
                                  ignore_patterns=IGNORE_PATTERNS)
     except Exception as exc:

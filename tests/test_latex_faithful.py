@@ -331,3 +331,121 @@ def test_refused_box_trick_counted_per_use_and_package_internals_not_counted():
     doc = latex_to_text(r"\begin{document}Text.\end{document}",
                         preamble=r"\ifdim\wd0>1pt \relax\fi\def\bad#2#1{x}")
     assert doc.losses == {}
+
+
+# -- found in review (review-1) -------------------------------------------------------------------
+@pytest.mark.parametrize("tex, want", [
+    (r"Use \lstinline!x%y! then more.", "Use `x%y` then more."),
+    (r"Use \lstinline[language=C]|a%b| then more.", "Use `a%b` then more."),
+    ("Use \\lstinline{q%r} end.\nNext line.", "Use `q%r` end. Next line."),
+    (r"Use \mintinline{python}|c%d| and \mintinline[fontsize=\small]{c}{e%f} end.", "Use `c%d` and `e%f` end."),
+    (r"\newcommand\foo{BAR}Use \lstinline|\foo| and \verb+\foo%+ not \foo.", "Use `\\foo` and `\\foo%` not BAR."),
+])
+def test_inline_verbatim_commands_keep_percent_and_the_rest_of_the_line(tex, want):
+    assert body(tex).text == want
+
+
+def test_unclosed_verb_stops_at_the_line_end():
+    assert body("A \\verb|x% y\nnext line.").text == "A `x% y` next line."
+
+
+@pytest.mark.parametrize("tex, want", [
+    (r"\newtoggle{draft}\togglefalse{draft}\iftoggle{draft}{NOTE to Bob}{} Text.", "Text."),
+    (r"\newtoggle{draft}\iftoggle{draft}{D}{F} \toggletrue{draft}\iftoggle{draft}{D}{F}", "F D"),
+    (r"\newtoggle{x}\settoggle{x}{true}\nottoggle{x}{N}{Y}", "Y"),
+    (r"\providetoggle{x}\toggletrue{x}\providetoggle{x}\iftoggle{x}{kept}{lost}", "kept"),
+    (r"\newbool{long}\setbool{long}{false}\ifbool{long}{L}{S} \notbool{long}{n}{y}", "S n"),
+    (r"\newbool{draft}\booltrue{draft}\ifdraft D\else F\fi", "D"),
+    (r"\newboolean{long}\setboolean{long}{false}\ifthenelse{\boolean{long}}{L}{S}", "S"),
+    (r"\newboolean{long}\setboolean{long}{TRUE}\ifthenelse{\not\boolean{long}}{L}{S}", "S"),
+    (r"\newif\ifnotes\ifthenelse{\boolean{notes}}{hidden}{shown}", "shown"),
+])
+def test_etoolbox_toggles_and_booleans_decide_their_branch(tex, want):
+    doc = body(tex)
+    assert doc.text == want and doc.losses == {}
+
+
+def test_undeclared_toggle_is_undecided_and_counted():
+    doc = body(r"\iftoggle{unknown}{A}{B}")
+    assert doc.text == "A" and doc.losses["conditional", "\\iftoggle"] == 1
+
+
+@pytest.mark.parametrize("tex, want", [
+    ("\\def\\beginsection#1\\par{\\section{#1}}\\beginsection Introduction\n\nText here.", "## Introduction\n\nText here."),
+    ("\\def\\note#1\\par{<#1>}\\note one\ntwo\n\nnext", "<one two>next"),  # TeX eats the \\par token
+    ("\\def\\note#1\\par{<#1>}\\note a \\parskip b\\par c", "<a b> c"),  # \\parskip is not \\par
+    ("\\def\\x#1\\end{[#1]}\\x a\\endgraf b\\end c", "[a b] c"),
+])
+def test_delimited_def_ended_by_par_takes_the_blank_line_and_whole_control_words(tex, want):
+    doc = body(tex)
+    assert doc.text == want and ("expansion", "\\note") not in doc.losses
+
+
+@pytest.mark.parametrize("tex, want", [
+    (r"\begin{tabular}{ll} \begin{tabular}{c}Mass\\(kg)\end{tabular} & z \\ a & b \\\end{tabular}",
+     ["| Mass (kg) | z |", "|---|---|", "| a | b |"]),
+    (r"\begin{tabular}{ll} eq & $\begin{array}{cc}1&2\\3&4\end{array}$ \\ a & b \\\end{tabular}",
+     ["| eq | $\\begin{array}{cc}1&2\\\\3&4\\end{array}$ |", "|---|---|", "| a | b |"]),
+])
+def test_a_tabular_or_array_inside_a_cell_stays_in_its_cell(tex, want):
+    doc = body(tex)
+    assert doc.text.split("\n") == want and doc.losses == {}
+
+
+@pytest.mark.parametrize("tex, want", [
+    (r"\ifcase 2 zero\or one\or two\else many\fi.", "two."),
+    (r"\ifcase 0 zero\or one\fi.", "zero."),
+    (r"\ifcase 5 zero\or one\else many\fi.", "many."),
+    (r"\ifcase 3 zero\or one\fi.", "."),
+    (r"\ifcase1 a\or \iftrue b\fi\or c\fi.", "b."),
+    (r"\newcommand\mon[1]{\ifcase#1\or Jan\or Feb\or Mar\fi}\mon{2} \mon{3}.", "Feb Mar."),
+    (r"\ifcase 1 \ifcase 0 x\or y\fi\or z\or w\fi.", "z."),
+])
+def test_ifcase_takes_the_numbered_case(tex, want):
+    doc = body(tex)
+    assert doc.text == want and doc.losses == {}
+
+
+def test_ifcase_on_a_counter_takes_case_zero_and_is_counted():
+    doc = body(r"\ifcase\value{x} a\or b\fi.")
+    assert doc.text == "a." and doc.losses == {("conditional", "\\ifcase"): 1}
+
+
+@pytest.mark.parametrize("defn, symbol", [  # the `=` of register settings inside the box is not a glyph
+    (r"\def\lsim{\mathrel{\lower2.5pt\vbox{\lineskip=0pt\baselineskip=0pt\hbox{$<$}\hbox{$\sim$}}}}", r"\lesssim"),
+    (r"\def\gsim{\mathrel{\lower2.5pt\vbox{\lineskip=0pt\baselineskip=0pt\hbox{$>$}\hbox{$\sim$}}}}", r"\gtrsim"),
+])
+def test_vbox_stacked_box_trick_symbols_become_standard(defn, symbol):
+    name = re.search(r"\\def\\([a-z]+)", defn).group(1)
+    doc = body(defn + rf" so $x \{name} 1$.")
+    assert doc.text == f"so $x {symbol} 1$." and doc.losses == {}
+
+
+def test_package_settings_in_the_body_are_not_text():
+    doc = body(r"\sisetup{per-mode=symbol}\captionsetup{font=small}\lstset{language=C}\setkeys{Gin}{width=3cm}"
+               r"\setminted{fontsize=\small}Speed \SI{3.2}{\kilo\metre}.")
+    assert doc.text == "Speed 3.2 km." and doc.losses == {}
+
+
+def test_algpseudocode_function_and_procedure_are_named_as_printed():
+    doc = body(r"\begin{algorithmic}\Function{Fit}{$d$}\State step\EndFunction\Procedure{Run}{$a$}\EndProcedure"
+               r"\end{algorithmic}")
+    assert doc.text == "1. function Fit($d$)\n2. step\n3. end function\n4. procedure Run($a$)\n5. end procedure"
+
+
+@pytest.mark.parametrize("tex, want", [
+    (r"\newcommand\foo{FOO}a\csname foo\endcsname b", "aFOO b"),
+    (r"\expandafter\def\csname bar\endcsname{BAR}\bar{} y", "BAR y"),
+    (r"\expandafter\newcommand\csname q\endcsname[1]{<#1>}\q{z}", "<z>"),
+    (r"\makeatletter\@namedef{obj}{Vega}\makeatother Star \@nameuse{obj}.", "Star Vega."),
+    (r"\newcommand\m[1]{(\csname #1\endcsname)}\newcommand\pc{parsec}\m{pc}", "(parsec)"),
+    (r"\newcommand\n[1]{\@nameuse{#1}}\newcommand\longmacroname{ok}\n{longmacroname}", "ok"),
+])
+def test_csname_and_namedef_build_the_control_sequence(tex, want):
+    doc = body(tex)
+    assert doc.text == want and doc.losses == {} and doc.macro_errors == []
+
+
+def test_csname_of_a_name_that_is_not_letters_is_counted():
+    doc = body(r"\csname fig1\endcsname x")
+    assert doc.text == "x" and doc.losses == {("expansion", "\\csname fig1"): 1}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -337,3 +338,42 @@ def test_training_leftovers_are_not_uploaded(tmp_path):
     assert detect_kind(model) == ("model", "model")
     assert [f for f, _ in list_files(model)] == ["README.md", "config.json", "eval/results.json",
                                                  "model.safetensors", "trainer_state.json"]
+
+
+def test_local_paths_in_uploaded_files_are_cut_and_the_folder_is_untouched(tmp_path, workspace, hub):
+    """review-1: `astrodata eval` writes the model folder and question file as given (absolute) into
+    results.json, and a model folder carries it under eval/; those paths must not reach the Hub."""
+    corpus = make_corpus(tmp_path / "corpus", workspace)
+    results = {"model": str(tmp_path / "runs" / "merged"), "data": str(FIXTURES / "mcq" / "astro_keyed.jsonl"),
+               "answer_key": None, "unit": "km/s/Mpc", "url": "https://arxiv.org/abs/2407.11194", "accuracy": 0.5}
+    (corpus / "eval").mkdir()
+    (corpus / "eval" / "results.json").write_text(json.dumps(results, indent=2))
+    (corpus / "eval" / "report.md").write_text(f"Run on `{tmp_path}/runs/merged` with {FIXTURES}/mcq/x.jsonl.\n")
+    before = {p: p.read_bytes() for p in corpus.rglob("*") if p.is_file()}
+    r = cli(hub.env, "publish", str(corpus), "--repo-id", "tester/paths", "--workdir", str(tmp_path / "w"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(client(hub.env, "import json; from huggingface_hub import hf_hub_download as d; print(json.dumps("
+                                     "[open(d('tester/paths', f, repo_type='dataset')).read() for f in "
+                                     "('eval/results.json', 'eval/report.md', 'stats.json')]))"))
+    uploaded = json.loads(got[0])
+    assert uploaded == results | {"model": "merged", "data": "astro_keyed.jsonl"}
+    assert got[1] == "Run on `merged` with x.jsonl.\n"
+    for text in got:
+        assert str(tmp_path) not in text and str(ROOT) not in text
+    assert {p: p.read_bytes() for p in corpus.rglob("*") if p.is_file() and ".cache" not in p.parts} == before
+    # the cleaned copies are what the Hub holds: publishing again makes no commit
+    n = commits(hub)
+    r = cli(hub.env, "publish", str(corpus), "--repo-id", "tester/paths", "--workdir", str(tmp_path / "w"))
+    assert r.returncode == 0 and "no new commit" in r.stderr and commits(hub) == n, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("repo_id, message", [
+    ("me/..", "must use alphanumeric"), ("me/-x", "cannot start or end"), ("me/a..b", "Cannot have -- or .."),
+    ("me/x.git", "cannot end by '.git'"), ("me/" + "x" * 97, "maximum length is 96"), ("ïd/ñame", "alphanumeric"),
+])
+def test_repo_ids_the_hub_refuses_fail_the_dry_run(tmp_path, repo_id, message):
+    """review-1: these passed the dry run ("would upload ...") and failed only when publishing for real."""
+    qa = make_qa(tmp_path / "qa")
+    with pytest.raises(PublishError, match=re.escape(message)) as err:
+        publish(qa, repo_id, dry_run=True)
+    assert "\n" not in str(err.value)

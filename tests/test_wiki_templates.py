@@ -72,3 +72,22 @@ def test_dump_fragment_pages_carry_their_losses():
     docs = list(iter_wikipedia_documents(dump, load_recipe().wikipedia))
     assert docs and all(isinstance(d["losses"], list) for d in docs)
     assert any(kind == "template" for d in docs for kind, _, _ in d["losses"])
+
+
+@pytest.mark.parametrize("wikitext, want", [  # review-1: forms that rendered "" (silently) or wrongly
+    ("{{val|1.23|(4)}}", "1.23(4)"),
+    ("{{val|6.67430|(15)|e=-11|u=m3 kg-1 s-2}}", "6.67430(15)×10^-11 m3 kg-1 s-2"),
+    ("{{val|e=30|u=kg}}", "10^30 kg"),
+    ("{{val|0.5|0.1|end=…}}", "0.5±0.1…"),
+    ("{{convert|1/2|mi|km}}", "1/2 mi"),
+    ("{{convert|2+1/2|in|mm}}", "2+1/2 in"),
+    ("{{convert|778.5|e6km|e6mi|abbr=on}}", "778.5 million km"),
+    ("{{convert|1.4|e9ly|e9pc}}", "1.4 billion ly"),
+    ("{{formatnum:{{val|123456}}}}", "123,456"),
+    ("{{birth year and age|1930}}", "1930"),
+    ("{{death year and age|2012|1930}}", "2012 (aged 81–82)"),
+])
+def test_more_template_forms_render_their_values(wikitext, want):
+    losses: Counter = Counter()
+    assert wikitext_to_text(wikitext, losses=losses) == want
+    assert not losses

@@ -9,7 +9,7 @@ Corpus and QA recipes, training and merge configs all go through `load_config`:
    loudly instead of silently training or building with a default.
 
 Every error is one line naming the file and the dotted key: `r.yaml: qa.pairs_per_pasage: Extra
-inputs are not permitted`.
+inputs are not permitted`; a key set by an override says so: `r.yaml: max_stepz (override): ...`.
 """
 
 from __future__ import annotations
@@ -49,18 +49,38 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """`["a.b=1", "c=[x, y]"]` -> `{"a": {"b": 1}, "c": ["x", "y"]}`; values are parsed as YAML.
 
-    Raises ValueError for an item without `=` or with an empty key."""
+    Raises ValueError, one line naming the item, for an item without `=`, with an empty key or key
+    part (`a..b`), a value that is not YAML, or a key both set and used as a parent (`a=1 a.b=2`)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {item!r} is not of the form key=value")
-        *parents, leaf = key.strip().split(".")
+        parts = [part.strip() for part in key.split(".")]
+        if not sep or not all(parts):
+            raise ValueError(f"override {item!r} is not of the form key=value (key parts separated by '.')")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"override {item!r}: value is not valid YAML: {' '.join(str(exc).split())}") from None
         node = out
-        for part in parents:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {'.'.join(parts[: i + 1])} is set to a value by another "
+                                 "override, so it cannot also take keys")
+        node[parts[-1]] = parsed
     return out
+
+
+def _overridden(given: Mapping[str, Any], loc: tuple[Any, ...]) -> bool:
+    """Whether the key at `loc` (or one of its parents) was set by an override."""
+    node: Any = given
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+        if not isinstance(node, Mapping):
+            return True
+    return True
 
 
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
@@ -89,19 +109,22 @@ def load_config(model: type[M], path: str | Path | None = None,
     data = read_yaml_mapping(default) if default is not None else {}
     if path is not None:
         data = deep_merge(data, read_yaml_mapping(path))
+    given: Mapping[str, Any] = {}
     if overrides:
         given = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
         data = deep_merge(data, given)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(f"{path or default or 'config'}: {describe_errors(exc)}") from None
+        raise ValueError(f"{path or default or 'config'}: {describe_errors(exc, overridden=given)}") from None
 
 
-def describe_errors(exc: ValidationError, names: Mapping[str, str] | None = None) -> str:
+def describe_errors(exc: ValidationError, names: Mapping[str, str] | None = None,
+                    overridden: Mapping[str, Any] | None = None) -> str:
     """Every problem of a pydantic error on one line: `a.b: reason (got X); c: reason`.
 
-    `names` renames top-level fields (e.g. `timeout_s` -> `--timeout` for command-line options)."""
+    `names` renames top-level fields (e.g. `timeout_s` -> `--timeout` for command-line options);
+    a key set by `overridden` (the overrides given) is marked `(override)`, since it is not in the file."""
     problems = []
     for e in exc.errors():
         loc = [str(p) for p in e["loc"]]
@@ -110,5 +133,6 @@ def describe_errors(exc: ValidationError, names: Mapping[str, str] | None = None
         got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and not isinstance(
             e["input"], dict) else ""
         msg = e["msg"].removeprefix("Value error, ")
-        problems.append(f"{'.'.join(loc)}: {msg}{got[:120]}" if loc else msg)
+        mark = " (override)" if overridden and _overridden(overridden, tuple(e["loc"])) else ""
+        problems.append(f"{'.'.join(loc)}{mark}: {msg}{got[:120]}" if loc else msg)
     return "; ".join(problems)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from astrodata.core.config import Count, Fraction, Positive, Strict, load_config
+from astrodata.core.config import Count, Fraction, NonNegative, Positive, Strict, load_config
 from astrodata.corpus.filters import FilterSettings
 from astrodata.sources.wikipedia import WikipediaSettings
 from astrodata.textbooks.local_docs import LocalDocsSettings
@@ -47,7 +47,7 @@ class LossSettings(Strict):
     """What to do with a document whose converter met many constructs it could not render
     faithfully (catalog table `losses`, counted per document)."""
 
-    max_per_1k_words: float | None  # losses per 1,000 words above which `action` applies; null: never
+    max_per_1k_words: NonNegative | None  # losses per 1,000 words above which `action` applies; null: never
     action: Literal["flag", "drop"]  # flag: details.losses_flagged in the catalog; drop: status dropped
 
 

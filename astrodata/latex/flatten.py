@@ -26,11 +26,14 @@ MAX_CHARS = 64 << 20  # flattened size; an input repeated 10x per level for 10 l
 MAIN_NAMES = ("ms", "main", "paper", "manuscript", "article")  # preferred stems, best first
 MAIN_SUFFIXES = (".tex", ".ltx", ".latex", "")  # what a main file may be called
 
-# Spans where TeX does not read commands: the \\ and \% escapes, \verb, verbatim-like blocks
+# Spans where TeX does not read commands: the \\ and \% escapes, \verb (\lstinline, \mintinline;
+# unclosed: to the line end, as TeX reads it), verbatim-like blocks
 # (their end is found by hand: a regex `.*?` to a missing \end would rescan the file per opening).
 # Every alternative starts with a literal `%` or `\`, so the regex engine skips plain text at C speed.
 _ESCAPE = r"(?P<esc>[\\%])"
-_VERB = r"(?P<verb>verb\*?(?P<vd>[^A-Za-z\s*])[^\n]{0,200}?(?P=vd))"
+_VERB = (r"(?P<verb>verb\*?(?P<vd>[^A-Za-z\s*])[^\n]{0,200}?(?:(?P=vd)|(?=\n))"
+         r"|(?:lstinline(?:\[[^\]\n]*\])?|mintinline(?:\[[^\]\n]*\])?\s*\{[^{}\n]*\})"
+         r"(?:\{[^}\n]{0,200}\}|(?P<ld>[^A-Za-z\s{])[^\n]{0,200}?(?:(?P=ld)|(?=\n))))")
 _VERBATIM_BEGIN = r"(?P<vbeg>begin\s*\{(?P<venv>verbatim|Verbatim|lstlisting|minted|comment)(?P<vstar>\*?)\})"
 # A comment eats its line end and the next line's indentation, unless that next line is blank
 # (which still ends the paragraph): exactly what TeX does with `%`.

@@ -13,7 +13,8 @@ tables, with their `\\ifnum\\pdfstrcmp{..}{..}=0 .. \\else .. \\fi` branches) re
 Also read here, because only the expander knows what the document defined:
 - TeX conditionals (`\\iftrue`/`\\iffalse`, `\\newif` switches and their `\\footrue`/`\\foofalse`,
   `\\let\\iffoo\\iftrue`, `\\if`, `\\ifx`, `\\ifdefined`, `\\ifcsname`, `\\@ifundefined`, `\\ifnum`/`\\ifdim`/
-  `\\ifodd` on literals, `\\ifmmode`, etoolbox's `\\ifdef`-style, nested). "Defined" means defined by the
+  `\\ifodd` on literals, `\\ifmmode`, etoolbox's `\\ifdef`-style, etoolbox toggles/booleans and
+  ifthen booleans (`\\iftoggle`, `\\ifbool`, `\\ifthenelse{\\boolean{..}}`), nested). "Defined" means defined by the
   document or its own .sty files; TeX-engine switches take pdfLaTeX's values (`\\ifpdf` true,
   `\\ifxetex`/`\\ifluatex` false). A condition that cannot be decided (`\\ifx` of a macro we do not
   know, `\\ifnum\\value{page}>1`, a switch never declared) keeps its first ("true") branch, as a
@@ -61,7 +62,7 @@ _PARAM = re.compile(r"#(#|[1-9])")
 _WS = re.compile(r"\s*")
 _BRACE = re.compile(r"\\.|[{}]", re.S)
 _BRACKET = re.compile(r"\\.|[{}\]]", re.S)
-_COND = re.compile(r"\\(if[A-Za-z@]*|else|fi)(?![A-Za-z@])")
+_COND = re.compile(r"\\(if[A-Za-z@]*|else|fi|or)(?![A-Za-z@])")
 _PDFSTRCMP_TAIL = re.compile(r"\s*=\s*0(?![0-9])\s?")
 _SIMPLE_PARAMS = re.compile(r"(?:#[1-9])*")
 _VERBATIM_ENVS = ("verbatim", "verbatim*", "lstlisting", "lstlisting*", "minted", "Verbatim", "Verbatim*",
@@ -79,7 +80,15 @@ _ENGINE_SWITCHES = {"pdf": True, "PDFTeX": True, "pdftex": True, "xetex": False,
 _ARG_IFS = {"ifdef": 1, "ifundef": 1, "ifcsdef": 1, "ifcsundef": 1, "ifdefmacro": 1, "ifstrequal": 2,
             "ifstrempty": 1, "ifblank": 1, "ifdefempty": 1, "ifdefstring": 2, "ifbool": 1, "iftoggle": 1,
             "ifboolexpr": 1, "ifnumcomp": 3, "ifdimcomp": 3, "ifnumequal": 2, "ifnumless": 2,
-            "ifnumgreater": 2, "ifthenelse": 1}
+            "ifnumgreater": 2, "ifthenelse": 1, "nottoggle": 1, "notbool": 1}
+#: etoolbox toggles and booleans, ifthen booleans: declaring, setting (value "true"/"false"), clearing.
+#: A boolean is a `\newif` switch (`\newbool{draft}` makes `\ifdraft`); a toggle has its own namespace.
+_FLAGS = {"newtoggle": ("toggle", False), "providetoggle": ("toggle", False), "toggletrue": ("toggle", True),
+          "togglefalse": ("toggle", False), "settoggle": ("toggle", None),
+          "newbool": ("bool", False), "providebool": ("bool", False), "newboolean": ("bool", False),
+          "provideboolean": ("bool", False), "booltrue": ("bool", True), "boolfalse": ("bool", False),
+          "setbool": ("bool", None), "setboolean": ("bool", None)}
+_BOOLEAN_TEST = re.compile(r"\s*(\\not\s*)?\\boolean\s*\{([^{}]*)\}\s*\Z")
 _NOT_IFS = frozenset("iff".split())  # \iff is a math symbol
 _NUM = re.compile(r"\s*(-?\d+)\s*([<=>])\s*(-?\d+)(?!\d)\s?")
 _DIM_UNITS = {"pt": 1.0, "bp": 72.27 / 72, "in": 72.27, "cm": 72.27 / 2.54, "mm": 72.27 / 25.4,
@@ -90,6 +99,8 @@ _ODD = re.compile(r"\s*(-?\d+)(?!\d)\s?")
 # an \ifnum/\ifdim condition we cannot evaluate: consumed so it does not leak into the text
 _ANY_CMP = re.compile(r"\s*(?:\\[A-Za-z@]+(?:\s*\{[^{}]*\})?|[-\d.]+\s*[a-z]{0,2})\s*[<=>]\s*"
                       r"(?:\\[A-Za-z@]+(?:\s*\{[^{}]*\})?|[-\d.]+(?:\s*(?:pt|bp|in|cm|mm|pc|dd|cc|sp|em|ex))?)\s?")
+_EXPANDAFTER_CSNAME = re.compile(r"\s*\\([A-Za-z@]+)\s*\\csname(?![A-Za-z@])")
+_ANY_NUMBER = re.compile(r"\s*\\[A-Za-z@]+(?:\s*\{[^{}]*\})?\s?")
 _TRAILING_CS = re.compile(r"\\[A-Za-z@]+\Z")
 _LINE_END = re.compile(r"[ \t]*(?:\n[ \t]*(?!\n))?")
 _PARAM_SPLIT = re.compile(r"#([1-9])")
@@ -97,6 +108,8 @@ _PARAM_SPLIT = re.compile(r"#([1-9])")
 _BOX_TRICK = re.compile(r"\\(?:hbox|rlap|llap|lower|raise|buildrel|vcenter|halign|mathchoice|"
                         r"offinterlineskip|vbox|kern|smash|mathrlap|mathllap)(?![A-Za-z@])")
 _RELATIONS = re.compile(r"\\(?:sim|approx|simeq|propto)(?![A-Za-z@])|<|>|=")
+# register assignments inside a box trick (`\\lineskip=0pt`): their `=` is not a glyph
+_REGISTER_SET = re.compile(r"\\[A-Za-z@]+\s*=\s*-?[\d.]+\s*(?:pt|bp|in|cm|mm|pc|dd|cc|sp|em|ex)?")
 _IFVALUE = {  # name -> (test, branches): test "novalue" | "value" | "boolean"; branches "TF" | "T" | "F"
     **{f"IfNoValue{b}": ("novalue", b) for b in ("TF", "T", "F")},
     **{f"IfValue{b}": ("value", b) for b in ("TF", "T", "F")},
@@ -195,6 +208,38 @@ def match_brace(text: str, start: int) -> int:
     return -1
 
 
+#: commands whose argument TeX reads verbatim with a delimiter of the writer's choice:
+#: `\verb|x|`, `\verb*|x|`, `\lstinline[opts]|x|` or `{x}`, `\mintinline[opts]{lang}|x|` or `{x}`
+INLINE_VERB = frozenset("verb lstinline mintinline".split())
+_VERB_OPTS = re.compile(r"\*|\[[^\]\n]*\]")
+_VERB_LANG = re.compile(r"(?:\[[^\]\n]*\])?\s*\{[^{}\n]*\}")
+
+
+def inline_verb(text: str, pos: int, name: str) -> tuple[int, int, int] | None:
+    """The verbatim argument of `\\name` (one of INLINE_VERB) whose name ends at `pos`:
+    (content start, content end, end past the closing delimiter), or None when none follows.
+
+    Done by hand because no library reads TeX verbatim arguments. As in TeX the content cannot
+    span lines: a delimiter not closed on its line ends the content at the line end.
+    """
+    if name == "mintinline":
+        m = _VERB_LANG.match(text, pos)
+        if m is None:
+            return None
+        pos = m.end()
+    elif (m := _VERB_OPTS.match(text, pos)) is not None and (name == "lstinline" or m.group() == "*"):
+        pos = m.end()
+    if pos >= len(text) or text[pos].isalpha() or text[pos].isspace():
+        return None
+    close = "}" if text[pos] == "{" and name != "verb" else text[pos]
+    line_end = text.find("\n", pos)
+    line_end = len(text) if line_end < 0 else line_end
+    end = text.find(close, pos + 1, line_end)
+    if end < 0:
+        return pos + 1, line_end, line_end
+    return pos + 1, end, end + 1
+
+
 def match_bracket(text: str, start: int) -> int:
     """Index just past the `]` closing the `[` at `start` (braces nest inside), or -1."""
     depth = 0
@@ -255,12 +300,15 @@ class _Expander:
             "newenvironment": self._newenv,
             "renewenvironment": self._newenv,
             "newif": self._newif,
+            **dict.fromkeys(_FLAGS, self._flag),
             **dict.fromkeys(_XPARSE, self._xparse),
             **dict.fromkeys(_XPARSE_ENVS, self._xparse_env),
         }
         self.refused: set[str] = set()  # box-trick symbols left undefined
         self.env_args: dict[str, list[list[str]]] = {}  # open xparse environments' arguments
         self.switches: dict[str, bool] = dict(_ENGINE_SWITCHES)  # \newif switches: name without "if"
+        self.toggles: dict[str, bool] = {}  # etoolbox toggles
+        self.before_csname = ""  # `\\expandafter\\def\\csname`: the control word waiting for the name
 
     # -- reading across frames ------------------------------------------------------------
     def _top(self) -> int:
@@ -344,7 +392,7 @@ class _Expander:
             return
         if macro.nargs == 0 and macro.delimited is None and _BOX_TRICK.search(macro.body) and ("$" in macro.body or "\\over" in macro.body
                                                or "\\halign" in macro.body or "\\mathrel" in macro.body):
-            symbol = _IDIOMS.get(frozenset(_RELATIONS.findall(macro.body)))
+            symbol = _IDIOMS.get(frozenset(_RELATIONS.findall(_REGISTER_SET.sub("", macro.body))))
             if symbol is None:  # keep the user's name: math shows `\\simfoo`, never box code
                 self.macros.pop(name, None)
                 self.refused.add(name)  # each use is counted as ("math-symbol", name)
@@ -373,6 +421,17 @@ class _Expander:
         name = self._read_name()
         if name.startswith("if") and len(name) > 2:
             self.switches[name[2:]] = False
+
+    def _flag(self, kind: str) -> None:
+        """etoolbox `\\newtoggle{x}`/`\\togglefalse{x}`/`\\settoggle{x}{true}`, `\\newbool`/`\\setbool`, ifthen's
+        `\\newboolean`/`\\setboolean`: recorded so `\\iftoggle`/`\\ifbool`/`\\ifthenelse{\\boolean{x}}` decide."""
+        space, value = _FLAGS[kind]
+        name = self._read_arg().strip()
+        if value is None:
+            value = {"true": True, "false": False}.get(self._read_arg().strip().lower())
+        flags = self.toggles if space == "toggle" else self.switches
+        if value is not None and (not kind.startswith("provide") or name not in flags):
+            flags[name] = value
 
     def _xparse(self, kind: str) -> None:
         """`\\NewDocumentCommand{\\name}{spec}{body}` and its siblings."""
@@ -515,8 +574,9 @@ class _Expander:
             arg = text[start:end]
             if arg.startswith("{") and match_brace(arg, 0) == len(arg):
                 arg = arg[1:-1]
-            args.append(arg)
-            self.poss[k] = end + len(delim)
+            args.append(arg.rstrip() if delim == "\\par" else arg)
+            # a blank line is the \par token: it ends `\def\x#1\par{..}`'s argument
+            self.poss[k] = end + (len(delim) if text.startswith(delim, end) else len(_BLANK_LINE.match(text, end)[0]))
         return args
 
     def _xargs(self, xspec: tuple[tuple[str, str | None], ...]) -> list[str]:
@@ -602,6 +662,9 @@ class _Expander:
 
     def _conditional(self, name: str) -> None:
         """Take the branch the condition selects; an undecidable one keeps its "true" branch."""
+        if name == "ifcase":
+            self._ifcase()
+            return
         value = self._decide(name)
         if value is None:
             self.stats.losses["conditional", "\\" + name] += 1
@@ -611,6 +674,61 @@ class _Expander:
             self._eat_line_end()
         else:
             self._skip_branch(stop_at_else=True)
+
+    def _expandafter(self) -> bool:
+        """`\\expandafter\\def\\csname x\\endcsname`: whether a control word then a `\\csname` follow (the
+        one use of `\\expandafter` that decides what the document defines); consumes the control word."""
+        k = self._top()
+        m = _EXPANDAFTER_CSNAME.match(self.texts[k], self.poss[k]) if k >= 0 else None
+        if m is None:
+            return False
+        self.before_csname = "\\" + m[1]
+        self.poss[k] = m.end()
+        return True
+
+    def _csname(self, name: str, start: int) -> None:
+        """`\\csname x\\endcsname`, `\\@nameuse{x}`: the control sequence `\\x`; `\\@namedef{x}`: `\\def\\x`.
+        A name that is not letters (`\\csname fig1\\endcsname`) stays undefined: nothing, counted.
+
+        The tokens are written back over the consumed span `start..` of the same frame (a definition reads
+        its name, parameters and body from one text), padded in front with empty groups, so every later
+        offset stays valid."""
+        k = self._top()
+        t = self.texts[k]
+        if name in ("@nameuse", "@namedef"):
+            cs = self._read_arg().strip()
+        else:
+            end = t.find("\\endcsname", self.poss[k])
+            if end < 0:
+                raise _Stop("\\csname without \\endcsname")
+            cs = t[self.poss[k] : end].strip()
+            self.poss[k] = end + len("\\endcsname")
+        before, self.before_csname = "\\def" if name == "@namedef" else self.before_csname, ""
+        if not re.fullmatch(r"[A-Za-z@]+", cs):
+            self.stats.losses["definition" if before else "expansion", "\\csname " + cs[:40]] += 1
+            return
+        new, end = before + "\\" + cs, self.poss[k]
+        pad = end - start - len(new)
+        if k != self._top() or pad < 0:  # the name came from an enclosing frame: a new frame holds the tokens
+            self._push(new)
+            return
+        self.texts[k] = t[:start] + "{}" * (pad // 2) + " " * (pad % 2) + new + t[end:]
+        self.poss[k] = end - len(new)
+
+    def _ifcase(self) -> None:
+        """`\\ifcase N case0 \\or case1 ... \\else other \\fi`: case N (N a literal; otherwise case 0, counted)."""
+        m = self._match(_ODD)
+        if m is None:  # a register or counter (`\\value{x}`, `\\count@`): consumed, case 0 taken, counted
+            self.stats.losses["conditional", "\\ifcase"] += 1
+            if (number := self._match(_ANY_NUMBER)) is not None:
+                self.poss[self._top()] = number.end()
+        else:
+            self.poss[self._top()] = m.end()
+        for _ in range(int(m[1]) if m else 0):
+            if not self._skip_branch(stop_at_else=True, stop_at_or=True):
+                return  # \else taken, or \fi reached: no case N
+        self.conds.append(True)
+        self._eat_line_end()
 
     def _eat_line_end(self) -> None:
         """After a conditional's control word TeX ignores the line end (and the next line's
@@ -646,7 +764,7 @@ class _Expander:
             return cs in self.macros
         if name == "ifmmode":
             return self._in_math()
-        return None  # \ifcase, \ifvmode, a switch never declared, ...
+        return None  # \ifvmode, a switch never declared, ...
 
     def _match(self, pattern: re.Pattern[str]) -> re.Match[str] | None:
         k = self._top()
@@ -733,6 +851,15 @@ class _Expander:
             value = args[0].strip() == args[1].strip()
         elif name in ("ifstrempty", "ifblank"):
             value = not args[0].strip()
+        elif name in ("iftoggle", "nottoggle"):
+            value = self.toggles.get(args[0].strip())
+        elif name in ("ifbool", "notbool"):
+            value = self.switches.get(args[0].strip())
+        elif name == "ifthenelse" and (m := _BOOLEAN_TEST.match(args[0])):
+            value = self.switches.get(m[2].strip())
+            value = None if value is None else value != bool(m[1])
+        if value is not None and name.startswith("not"):
+            value = not value
         if value is None:
             self.stats.losses["conditional", "\\" + name] += 1
             value = True
@@ -767,8 +894,9 @@ class _Expander:
         yes, no = self._read_arg(), self._read_arg()
         self._push(yes if self._peek() == want else no)
 
-    def _skip_branch(self, stop_at_else: bool) -> None:
-        """Skip to the matching `\\else` (when wanted) or `\\fi` in the current frame."""
+    def _skip_branch(self, stop_at_else: bool, stop_at_or: bool = False) -> bool:
+        """Skip to the matching `\\else` (when wanted), `\\or` (when wanted: True is returned, the next
+        `\\ifcase` case starts there) or `\\fi` in the current frame; `\\or`s of this level are skipped."""
         k = len(self.texts) - 1
         depth = 0
         for m in _COND.finditer(self.texts[k], self.poss[k]):
@@ -777,15 +905,19 @@ class _Expander:
                 depth += self._is_if(word)
             elif depth:
                 depth -= word == "fi"
+            elif word == "or":
+                if stop_at_or:
+                    self.poss[k] = m.end()
+                    return True
             elif word == "else" and stop_at_else:
                 self.poss[k] = m.end()
                 self.conds.append(False)
                 self._eat_line_end()
-                return
+                return False
             elif word == "fi":
                 self.poss[k] = m.end()
                 self._eat_line_end()
-                return
+                return False
         raise _Stop("conditional without matching \\fi: text kept")
 
     def run(self, text: str, out: list[str]) -> None:
@@ -836,13 +968,15 @@ class _Expander:
                     pass
                 elif name == "@ifnextchar" and k > 0:
                     self._ifnextchar()
-                elif name == "else" and self.conds and self.conds[-1]:
+                elif name in ("else", "or") and self.conds and self.conds[-1]:
                     self.conds.pop()
                     self._skip_branch(stop_at_else=False)
                 elif name == "fi" and self.conds:
                     self.conds.pop()
                     self._eat_line_end()
-                elif name in ("verb", "lstinline") and k == 0:
+                elif name in ("csname", "@nameuse", "@namedef") or name == "expandafter" and self._expandafter():
+                    self._csname(name, i)
+                elif name in INLINE_VERB and k == 0:
                     self._verb(m.group())
                 elif name in _VERBATIM_ARGS and k == 0:
                     self._verbatim_arg(m.group())
@@ -873,15 +1007,12 @@ class _Expander:
 
     def _verb(self, cs: str) -> None:
         t, pos = self.texts[0], self.poss[0]
-        if pos < len(t) and t[pos] == "*":
-            pos += 1
-        if pos >= len(t):
+        span = inline_verb(t, pos, cs[1:])
+        if span is None:
             self.out.append(cs)
             return
-        end = t.find(t[pos], pos + 1)
-        end = len(t) if end < 0 else end + 1
-        self.out.append(cs + t[self.poss[0] : end])
-        self.poss[0] = end
+        self.out.append(cs + t[pos : span[2]])
+        self.poss[0] = span[2]
 
     def _verbatim_arg(self, cs: str) -> None:
         """`\\url{..}`, `\\path|..|`, `\\href{url}`: the argument TeX reads verbatim, copied as is."""
@@ -926,12 +1057,18 @@ def expand_macros(
 _DELIM_RES: dict[str, re.Pattern[str]] = {}
 
 
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
 def _find_delimiter(text: str, start: int, delim: str) -> int:
     """Start of `delim` at brace depth 0 from `start`, or -1 (also at a blank line: a runaway
-    argument, as TeX reports for a non-`\\long` macro)."""
+    argument, as TeX reports for a non-`\\long` macro; unless `delim` is `\\par`, which the
+    blank line is, as in plain TeX's `\\def\\beginsection#1\\par{..}`)."""
     pattern = _DELIM_RES.get(delim)
     if pattern is None:
-        pattern = _DELIM_RES[delim] = re.compile(re.escape(delim) + r"|\\[A-Za-z@]+|\\.|[{}]|\n[ \t]*\n", re.S)
+        word_end = r"(?![A-Za-z@])" if re.search(r"\\[A-Za-z@]+\Z", delim) else ""  # `\par` is not `\parskip`
+        pattern = _DELIM_RES[delim] = re.compile(re.escape(delim) + word_end + r"|\\[A-Za-z@]+|\\.|[{}]|\n[ \t]*\n",
+                                                 re.S)
     depth = 0
     for m in pattern.finditer(text, start):
         s = m.group()
@@ -944,7 +1081,7 @@ def _find_delimiter(text: str, start: int, delim: str) -> int:
             if depth < 0:
                 return -1
         elif s[0] == "\n":
-            return -1
+            return m.start() if delim == "\\par" and depth == 0 else -1
     return -1
 
 

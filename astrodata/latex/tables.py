@@ -40,7 +40,8 @@ DROP: dict[str, str] = {
         includeonly graphicspath pagestyle thispagestyle urlstyle hypersetup setcitestyle phantom
         hphantom vphantom tablewidth tabletypesize epsscale figurenum linespread setstretch
         script addbibresource pagenumbering enlargethispage bibpunct suppressAffiliations
-        linenumbers modulolinenumbers nolinenumbers tablenum setlist""".split(),
+        linenumbers modulolinenumbers nolinenumbers tablenum setlist sisetup captionsetup lstset
+        setminted""".split(),
         "*[{",
     ),
     "includegraphics": "*[[{",
@@ -50,6 +51,7 @@ DROP: dict[str, str] = {
     "definecolor": "{{{",
     "colorlet": "{{",
     "setlength": "{{",
+    "setkeys": "{{",
     "addtolength": "{{",
     "setcounter": "{{",
     "addtocounter": "{{",
@@ -294,8 +296,10 @@ ALGORITHM_LINES = {
     **dict.fromkeys(["Output", "OUTPUT", "KwOut"], ("Output:", 0, "")),
     **dict.fromkeys(["Return", "RETURN"], ("return", 0, "")),
     **dict.fromkeys(["Print", "PRINT"], ("print", 0, "")),
-    **dict.fromkeys(["Procedure", "Function"], ("procedure", 2, "")),
-    **dict.fromkeys(["EndProcedure", "EndFunction"], ("end", 0, "")),
+    "Procedure": ("procedure", 2, ""),
+    "Function": ("function", 2, ""),
+    "EndProcedure": ("end procedure", 0, ""),
+    "EndFunction": ("end function", 0, ""),
 }
 # algorithm2e blocks: name -> (opening line, closing line); "{c}" is the condition argument
 ALG2E_BLOCKS = {

@@ -33,7 +33,14 @@ from typing import Literal
 
 from astrodata.latex import tables as T
 from astrodata.latex.flatten import Flattened, flatten, strip_comments
-from astrodata.latex.macros import ExpansionLimits, LatexError, expand_macros, match_brace
+from astrodata.latex.macros import (
+    INLINE_VERB,
+    ExpansionLimits,
+    LatexError,
+    expand_macros,
+    inline_verb,
+    match_brace,
+)
 from astrodata.latex.residue import residue_per_1k
 from astrodata.latex.scan import CS, WS, env_end, find_cs, math_end, read_arg, read_args, read_opt
 
@@ -94,9 +101,12 @@ _ALG2E_TOKEN = re.compile(r"\\;|\\\\(?![A-Za-z@])|\\([A-Za-z]+)")
 _ANY_BEGIN = re.compile(r"\\begin\s*\{([^{}]*)\}")
 _COLHEAD = re.compile(r"\\colhead(?![A-Za-z@])")
 _TABLEHEAD = re.compile(r"\\tablehead(?![A-Za-z@])")
+# what nests inside a table: groups and environments (a tabular in a cell, an array in `$...$`); as in TeX,
+# a `$` does not (an `&` inside `$...$` ends the cell there too)
+_NESTING = r"|(?P<open>\\begin\s*\{[^{}]*\})|(?P<close>\\end\s*\{[^{}]*\})"
 _ROW_SEP = re.compile(r"(?P<sep>\\\\\*?(?:\s*\[[^\]]*\])?|\\tabularnewline(?![A-Za-z@])|\\cr(?![A-Za-z@]))"
-                      r"|\\[A-Za-z@]+|\\.|[{}]", re.S)
-_CELL_SEP = re.compile(r"(?P<sep>&)|\\[A-Za-z@]+|\\.|[{}]", re.S)
+                      + _NESTING + r"|\\[A-Za-z@]+|\\.|[{}]", re.S)
+_CELL_SEP = re.compile(r"(?P<sep>&)" + _NESTING + r"|\\[A-Za-z@]+|\\.|[{}]", re.S)
 _ALG_LINE = re.compile(r"\\(" + "|".join(sorted(T.ALGORITHM_LINES, key=len, reverse=True)) + r"|Comment|COMMENT)(?![A-Za-z@])")
 _CAPTION_OR_LABEL = re.compile(r"\\(?:caption|label)\s*(?:\[[^\]]*\])?\s*\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}")
 _END_OR_VERBATIM = re.compile(
@@ -219,6 +229,7 @@ class _Converter:
         self.unknown = 0  # prose commands we knew nothing about (name dropped, argument text kept)
         self.losses: Counter[tuple[str, str]] = Counter()
         self.lists: list[int] = []  # open lists: items numbered so far, -1 for unnumbered
+        self.cells = 0  # table cells being converted: a tabular inside one is flattened to its words
 
     def inline(self, src: str) -> str:
         """Convert a fragment (an argument) to one line of text."""
@@ -420,7 +431,7 @@ class _Converter:
         return self.inline_math(arg or "", pos)
 
     def h_verb(self, name: str, src: str, i: int, pos: int) -> int:
-        return self.verb(src, pos)
+        return self.verb(name, src, pos)
 
     def h_iffalse(self, name: str, src: str, i: int, pos: int) -> int:
         return _skip_conditional(src, pos)
@@ -491,15 +502,12 @@ class _Converter:
             self.out.append(" ".join(filter(None, ["–".join(nums), *units])))
         return pos
 
-    def verb(self, src: str, pos: int) -> int:
-        if pos >= len(src):
+    def verb(self, name: str, src: str, pos: int) -> int:
+        span = inline_verb(src, pos, name)
+        if span is None:
             return pos
-        delim = "}" if src[pos] == "{" else src[pos]
-        end = src.find(delim, pos + 1)
-        if end < 0:
-            return pos + 1
-        self.out.append("`" + src[pos + 1 : end] + "`")
-        return end + 1
+        self.out.append("`" + src[span[0] : span[1]] + "`")
+        return span[2]
 
     # -- math --------------------------------------------------------------------------------
     def dollar_math(self, src: str, i: int) -> int:
@@ -601,11 +609,20 @@ class _Converter:
         header, one row per line, cells in order; rules dropped, multi-column cells flattened."""
         if self.options.tables == "drop":
             return
+        rows_tex = T.TABLE_RULES.sub(" ", rows_tex)
+        if self.cells:  # a tabular inside a cell (a hand-made line break): its cells' words, in order
+            words = (self.inline(c) for r in _split_top(rows_tex, _ROW_SEP) for c in _split_top(r, _CELL_SEP))
+            self.out.append(" ".join(w for w in words if w))
+            return
         rows: list[list[str]] = []
-        for row in _split_top(T.TABLE_RULES.sub(" ", rows_tex), _ROW_SEP):
+        for row in _split_top(rows_tex, _ROW_SEP):
             cells: list[str] = []
             for cell in _split_top(row, _CELL_SEP):
-                cells.append(self.inline(cell).replace("|", "\\|"))
+                self.cells += 1
+                try:
+                    cells.append(self.inline(cell).replace("|", "\\|"))
+                finally:
+                    self.cells -= 1
                 span = _MULTICOLUMN.match(cell)
                 cells += [""] * (int(span.group(1)) - 1 if span else 0)
             if any(cells):
@@ -738,7 +755,7 @@ def _handlers() -> dict[str, Callable[..., int | None]]:
         (["ensuremath"], C.h_ensuremath),
         (["keywords"], C.h_keywords),
         (["multicolumn", "multirow", "makecell", "thead"], C.h_multicolumn),
-        (["verb", "lstinline"], C.h_verb),
+        (sorted(INLINE_VERB), C.h_verb),
         (["iffalse"], C.h_iffalse),
         (T.ASSIGNMENTS, C.h_assignment),
         (T.ACRO_USE, C.h_acronym),
@@ -755,16 +772,17 @@ def _handlers() -> dict[str, Callable[..., int | None]]:
 _HANDLERS = _handlers()
 
 def _split_top(text: str, sep: re.Pattern[str]) -> list[str]:
-    """`text` split where `sep` matches outside braces (`\\&`, and separators inside groups, stay)."""
+    """`text` split where `sep` matches outside braces and environments (`\\&`, and separators inside
+    a group or a nested tabular/array, stay)."""
     parts, depth, start = [], 0, 0
     for m in sep.finditer(text):
         if m.group("sep") is not None:
             if depth == 0:
                 parts.append(text[start : m.start()])
                 start = m.end()
-        elif m.group() == "{":
+        elif m.group() == "{" or m.group("open") is not None:
             depth += 1
-        elif m.group() == "}":
+        elif m.group() == "}" or m.group("close") is not None:
             depth = max(depth - 1, 0)
     parts.append(text[start:])
     return parts

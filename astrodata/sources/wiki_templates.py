@@ -67,7 +67,18 @@ LISTS = {"ubl", "unbulleted list", "plainlist", "flatlist", "hlist", "bulleted l
 
 
 def _number(s: str) -> bool:
-    return bool(re.fullmatch(r"[-−+]?[\d,]*\.?\d+(?:e[-+]?\d+)?", s.strip().replace(" ", "")))
+    """A number as {{convert}} takes it: `1,234.5`, `3.0e8`, `−40`, a fraction `1/2` or mixed `2+1/2`."""
+    return bool(re.fullmatch(r"[-−+]?(?:[\d,]*\.?\d+(?:e[-+]?\d+)?|(?:\d+\+)?\d+/\d+)",
+                             s.strip().replace(" ", "")))
+
+
+#: {{convert}}'s `e3`/`e6`/`e9`/`e12` unit prefixes: `e6km` is "million km" (Template:Convert, "e6km")
+_E_PREFIX = re.compile(r"^e(3|6|9|12|15)(?=\S)")
+_E_WORDS = {"3": "thousand ", "6": "million ", "9": "billion ", "12": "trillion ", "15": "quadrillion "}
+
+
+def _unit(s: str) -> str:
+    return _E_PREFIX.sub(lambda m: _E_WORDS[m.group(1)], s.strip())
 
 
 def _formatnum(s: str) -> str:
@@ -80,22 +91,25 @@ def _formatnum(s: str) -> str:
 
 def _val(pos: list[str], named: dict[str, str]) -> str:
     """{{val}}: value, ± uncertainty (or +a −b), ×10^e, units (Template:Val documentation)."""
-    if not pos:
+    value = pos[0].strip() if pos else ""
+    if not value and not named.get("e"):
         return ""
-    text = named.get("p", "") + pos[0].strip()
+    text = named.get("p", "") + value
     if len(pos) >= 3 and pos[1].strip() and pos[2].strip():
         text += f"+{pos[1].strip().lstrip('+')}−{pos[2].strip().lstrip('-−')}"
+    elif len(pos) >= 2 and pos[1].strip().startswith("("):  # {{val|1.234|(5)}}: concise uncertainty, 1.234(5)
+        text += pos[1].strip()
     elif len(pos) >= 2 and pos[1].strip():
         text += f"±{pos[1].strip()}"
     if named.get("e"):
-        text += f"×10^{named['e'].strip()}"
+        text += f"×10^{named['e'].strip()}" if value else f"10^{named['e'].strip()}"
     unit = named.get("u") or named.get("ul") or ""
     per = named.get("up") or named.get("upl") or ""
     if unit:
         text += f" {unit.strip()}"
     if per:
         text += f"/{per.strip()}"
-    return text + named.get("s", "")
+    return text + named.get("s", "") + named.get("end", "")
 
 
 def _convert(pos: list[str], named: dict[str, str]) -> str:
@@ -111,7 +125,7 @@ def _convert(pos: list[str], named: dict[str, str]) -> str:
             parts += [RANGE_WORDS[pos[i].strip()], pos[i + 1].strip()]
             i += 2
         if i < len(pos) and pos[i].strip() and not _number(pos[i]):
-            parts.append(pos[i].strip())
+            parts.append(_unit(pos[i]))
             i += 1
         if i >= len(pos) or not _number(pos[i]):
             break
@@ -147,6 +161,15 @@ def _aged(pos: list[str], named: dict[str, str]) -> str:
     return text
 
 
+def _year_and_age(pos: list[str], named: dict[str, str]) -> str:
+    """{{birth year and age|1930}} -> 1930; {{death year and age|2012|1930}} -> 2012 (aged 81–82)."""
+    nums = [p.strip() for p in pos if p.strip()]
+    if len(nums) >= 2 and nums[0].isdigit() and nums[1].isdigit():
+        age = int(nums[0]) - int(nums[1])
+        return f"{nums[0]} (aged {age - 1}–{age})"
+    return nums[0] if nums else ""
+
+
 def _ra(pos: list[str], named: dict[str, str]) -> str:
     return " ".join(f"{v.strip()}{u}" for v, u in zip(pos, "hms", strict=False) if v.strip())
 
@@ -176,6 +199,7 @@ HANDLERS: dict[str, Callable[[list[str], dict[str, str]], str]] = {
     "start date": _date, "end date": _date, "birth date": _date, "death date": _date, "date": _date,
     "dts": _date, "start date and age": _date, "birth date and age": _date, "film date": _date,
     "death date and age": _aged,
+    "birth year and age": lambda p, n: p[0].strip() if p else "", "death year and age": _year_and_age,
     "as of": lambda p, n: "As of " + " ".join(x.strip() for x in p[:3] if x.strip()),
     "quote": lambda p, n: (n.get("text") or (p[0] if p else "")).strip(),
     "blockquote": lambda p, n: (n.get("text") or (p[0] if p else "")).strip(),

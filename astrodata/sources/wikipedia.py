@@ -50,6 +50,7 @@ from mwparserfromhell.nodes import (
     Text,
     Wikilink,
 )
+from pydantic import field_validator
 
 from astrodata.core.config import Strict
 from astrodata.sources.wiki_templates import render_template
@@ -80,6 +81,17 @@ class WikipediaSettings(Strict):
     drop_sections: list[str]  # headings whose sections are dropped
     namespaces: list[int]
     dataset_config: str  # config of the `wikimedia/wikipedia` Hub dataset
+
+    @field_validator("category_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        """Checked when the recipe is read, not when the first dump page reaches the selector."""
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return patterns
 
 
 
@@ -427,8 +439,11 @@ def _render(nodes: Iterable[Any], out: list[str], losses: Counter[tuple[str, str
 
 
 def _template_text(node: Template, losses: Counter[tuple[str, str]] | None) -> str:
-    """A template's text through `wiki_templates.render_template`; an unknown one is counted."""
-    name = str(node.name).strip()
+    """A template's text through `wiki_templates.render_template`; an unknown one is counted. The name is
+    rendered too: a parser function's argument may itself be a template (`{{formatnum:{{val|123456}}}}`)."""
+    rendered: list[str] = []
+    _render(node.name.nodes, rendered, losses)
+    name = "".join(rendered).strip()
     positional: list[str] = []
     named: dict[str, str] = {}
     for p in node.params:
