@@ -8,9 +8,10 @@ Any exception becomes a non-zero exit with a one-line reason.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -18,7 +19,30 @@ from rich.console import Console
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.splitlines()[0])
 console = Console(stderr=True)
 
+# Choices are checked by the parser, before any model or data loads (e.g. a mistyped --method).
+Method = Literal["base-token", "instruct-token", "generate"]
+Dtype = Literal["float32", "bfloat16"]
 WorkdirOpt = Annotated[Path, typer.Option("--workdir", help="Workspace folder (catalog.duckdb + outputs).")]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"astrodata {version('astrodata')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Build astronomy LLM data sets, train and evaluate (astrodata COMMAND --help for each)."""
+    # One progress style: our rich bars (or plain lines off a terminal). The libraries' own tqdm
+    # bars ("Loading weights", downloads) are switched off unless the user asks for them.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 class UserError(Exception):
@@ -55,21 +79,26 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable
 def eval_cmd(
     data: Annotated[str, typer.Option("--data", help="MCQ file (.parquet/.jsonl/.csv), folder, or Hub dataset id.")],
     model: Annotated[str, typer.Option("--model", help="Model folder, Hub id, `embedded`, or the endpoint's model name.")],
-    method: Annotated[str, typer.Option("--method", help="base-token | instruct-token | generate")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (predictions.jsonl, results.json).")],
-    dtype: Annotated[str, typer.Option(help="float32 | bfloat16 (local models).")] = "float32",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Questions per forward pass (or concurrent requests).")] = 8,
+    method: Annotated[Method, typer.Option("--method", help="Scoring method.")],
+    out: Annotated[Path, typer.Option("--out", file_okay=False, help="Output folder (predictions.jsonl, results.json).")],
+    dtype: Annotated[Dtype, typer.Option(help="Weights precision (local models).")] = "float32",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1,
+                                            help="Questions per forward pass (or concurrent requests).")] = 8,
     endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL; key from OPENAI_API_KEY.")] = None,
     answer_key: Annotated[Path | None, typer.Option("--answer-key", help="Separate answer-key file.")] = None,
-    few_shot: Annotated[int, typer.Option("--few-shot", help="Examples taken from the start of the file.")] = 0,
-    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="generate: reply length.")] = 256,
+    few_shot: Annotated[int, typer.Option("--few-shot", min=0, help="Examples taken from the start of the file.")] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="generate: reply length.")] = 256,
+    prompts: Annotated[Path | None, typer.Option(
+        "--prompts", exists=True, dir_okay=False,
+        help="Prompt YAML replacing benchmarks/prompts (e.g. lm-eval's MMLU wording), same keys.")] = None,
 ) -> None:
     """Evaluate a model on AstroMLab-1-style MCQs (base-token, instruct-token or generate scoring)."""
     from benchmarks.astromlab1 import evaluate
 
     r = evaluate(data, model, method, out, dtype=dtype, batch_size=batch_size, endpoint=endpoint,
-                 answer_key=answer_key, few_shot=few_shot, limit=limit, max_new_tokens=max_new_tokens)
+                 answer_key=answer_key, few_shot=few_shot, limit=limit, max_new_tokens=max_new_tokens,
+                 prompts_path=prompts)
     score = "no answer key" if r["accuracy"] is None else (
         f"accuracy {100 * r['accuracy']:.1f}% (95% CI {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f})")
     console.print(f"eval: {r['n_questions']} questions, {score}, {r['fallbacks']} fallbacks, "
@@ -94,9 +123,9 @@ def eval_general_cmd(
     model: Annotated[str, typer.Option("--model", help="Model folder, Hub id or `embedded`.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     tasks: Annotated[str | None, typer.Option(help="Comma-separated lm-eval tasks; default Open LLM Leaderboard v2.")] = None,
-    dtype: Annotated[str, typer.Option(help="float32 | bfloat16.")] = "bfloat16",
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
-    limit: Annotated[int | None, typer.Option(help="Examples per task (smoke runs).")] = None,
+    dtype: Annotated[Dtype, typer.Option(help="Weights precision.")] = "bfloat16",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    limit: Annotated[int | None, typer.Option(min=1, help="Examples per task (smoke runs).")] = None,
     lm_eval: Annotated[str | None, typer.Option("--lm-eval", help="Path to the lm_eval executable.")] = None,
 ) -> None:
     """General benchmarks (IFEval, BBH, MATH hard, GPQA, MuSR, MMLU-PRO) through lm-evaluation-harness."""
@@ -128,7 +157,7 @@ def build_corpus_cmd(
     eprints: Annotated[list[Path] | None, typer.Option(
         "--eprints", help="Folder of e-prints or arXiv bulk tars; repeatable.")] = None,
     from_catalog: Annotated[bool, typer.Option(
-        "--from-catalog", help="Download the e-prints of the papers harvested into the catalog, then build.")] = False,
+        "--from-catalog/--no-from-catalog", metavar="", help="Download the e-prints of the papers harvested into the catalog, then build.")] = False,
     eprint_url: Annotated[str, typer.Option(help="arXiv e-print endpoint (for --from-catalog).")] = "https://arxiv.org/e-print/",
     wikipedia: Annotated[list[str] | None, typer.Option(
         help="Wikipedia pages-articles XML(.bz2) dump, wikimedia/wikipedia Parquet path or Hub id; repeatable.")] = None,
@@ -291,6 +320,32 @@ def merge_cmd(
     console.print(f"merge: {summary['tensors']} tensors in {summary['shards']} shard(s), "
                   f"{summary['bytes'] / 1e9:.2f} GB -> {summary['out']} (config and tokenizer from "
                   f"{summary['metadata_from']})", highlight=False)
+
+
+@command("status")
+def status_cmd(
+    workdir: WorkdirOpt = Path("astrodata-work"),
+    last: Annotated[int, typer.Option("--last", min=1, help="Show the last N runs.")] = 10,
+) -> None:
+    """What the runs in a workspace are doing or did: stage, done/total, failures, last update.
+
+    Reads the runs' status files (WORKDIR/runs/*.json), so it works while a run holds the catalog."""
+    from astrodata.core.workspace import run_statuses
+
+    if not workdir.is_dir():
+        raise UserError(f"no workspace at {workdir}")
+    records = run_statuses(workdir)[-last:]
+    if not records:
+        typer.echo(f"no runs recorded in {workdir}/runs")
+        return
+    for r in records:
+        typer.echo(f"{r['run_id']}  {r['command']}  {r['status']}  started {r['started_at']}  "
+                   f"updated {r['updated_at']}")
+        for stage, st in (r.get("stages") or {}).items():
+            total = "?" if st.get("total") is None else st["total"]
+            eta = "" if st.get("eta_s") is None or r["status"] != "running" else f", ETA {st['eta_s']} s"
+            typer.echo(f"    {stage}: {st['done']}/{total} done, {st['failures']} failures, "
+                       f"{st.get('rate_per_s', 0)}/s{eta}")
 
 
 if __name__ == "__main__":

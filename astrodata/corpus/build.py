@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from pebble import ProcessPool
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+from astrodata.core.progress import RunProgress
 from astrodata.core.shards import CORPUS_SCHEMA, ShardWriter, existing_ids, read_rows, shard_files
 from astrodata.core.workspace import Run, Workspace
 from astrodata.corpus.recipe import Recipe, load_recipe
@@ -204,7 +205,7 @@ class Extraction:
     """Phase 1 state: which documents are done, the shard writer, and catalog fields waiting
     for their row's shard to reach the disk (a row is only `done` once it is in a shard)."""
 
-    def __init__(self, ws: Workspace, opts: CorpusOptions, run: Run, progress: Progress):
+    def __init__(self, ws: Workspace, opts: CorpusOptions, run: Run, progress: RunProgress):
         self.ws, self.opts, self.run, self.progress = ws, opts, run, progress
         not_done = ws.con.execute(
             "SELECT doc_id FROM documents WHERE stage = ? AND status <> 'done'", [EXTRACT_STAGE]).fetchall()
@@ -253,7 +254,7 @@ class Extraction:
         self.run.counts["seen"] = self.run.counts.get("seen", 0) + len(tasks)
         if not todo:
             return
-        bar = self.progress.add_task("arxiv", total=len(todo))
+        bar, failed = self.progress.add_task("arxiv", total=len(todo), failures=0), 0
         # Workers are spawned, not forked: the parent runs tokenizers (Rust threads) while the
         # pool recycles workers, and a fork taken mid-thread can crash or deadlock the child.
         spawn = multiprocessing.get_context("spawn")
@@ -271,6 +272,8 @@ class Extraction:
                               "detail": str(exc)[:500], "seconds": None}
                 self.progress.advance(bar)
                 if not result["ok"]:
+                    failed += 1
+                    self.progress.update(bar, failures=failed)
                     self.fail(task.doc_id, task.source, task.source_id, result["stage"], result["reason"],
                               result["detail"], seconds=result["seconds"], details={"detail": result["detail"]})
                     continue
@@ -358,7 +361,7 @@ def extract(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> Non
     from astrodata.corpus.dedup import compute_signatures
     from astrodata.corpus.tokens import add_token_counts
 
-    with _progress(opts.progress) as progress:
+    with _progress(opts.progress, run) as progress:
         ex = Extraction(ws, opts, run, progress)
         rows: Iterator[dict[str, Any]] = itertools.chain(
             ex.arxiv(),
@@ -487,6 +490,6 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
         ws.close()
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    disable=not enabled)
+def _progress(enabled: bool, run: Run) -> RunProgress:
+    return RunProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       enabled=enabled, run=run)

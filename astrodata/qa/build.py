@@ -430,7 +430,8 @@ def build_qa(corpus: str | os.PathLike, out: str | os.PathLike, workdir: str | o
 def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limit: int | None,
            generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
            batch_ingest: str | os.PathLike | None, progress: bool) -> dict[str, Any]:
-    engine = Engine(ws.con, rec.engine, rec.prices, run.run_id, progress=progress, collect=bool(batch_write))
+    engine = Engine(ws.con, rec.engine, rec.prices, run.run_id, progress=progress, collect=bool(batch_write),
+                    run=run)
     try:
         return _run_stages(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest, engine)
     finally:
