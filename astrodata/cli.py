@@ -141,14 +141,15 @@ def export_lm_eval_cmd(
     data: Annotated[str, typer.Option("--data", help="Keyed MCQ file, folder or Hub id.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the task YAML and its data file.")],
     task: Annotated[str, typer.Option(help="Task name.")] = "astromlab1",
-    few_shot: Annotated[int, typer.Option("--few-shot")] = 0,
-    answer_key: Annotated[Path | None, typer.Option("--answer-key")] = None,
+    few_shot: Annotated[int, typer.Option("--few-shot", min=0)] = 0,
+    answer_key: Annotated[Path | None, typer.Option("--answer-key", exists=True, dir_okay=False)] = None,
 ) -> None:
     """Export MCQs and the base-token prompt as an lm-evaluation-harness task (use --include_path OUT)."""
-    from benchmarks.lm_eval_export import export_task
+    from benchmarks.lm_eval_export import export_task, lm_eval_command
 
     path = export_task(data, out, task=task, few_shot=few_shot, answer_key=answer_key)
-    console.print(f"export-lm-eval: {path}", highlight=False, soft_wrap=True)
+    console.print(f"export-lm-eval: {path} (the folder can be moved); run it with\n  "
+                  f"{lm_eval_command(task, out)}", highlight=False, soft_wrap=True)
 
 
 @command("build-corpus")
@@ -279,18 +280,17 @@ def harvest_cmd(
 
 @command("train")
 def train_cmd(
-    stage: Annotated[str, typer.Argument(help="cpt (continued pre-training) or sft (fine-tuning).")],
-    config: Annotated[Path, typer.Option("--config", help="YAML config, e.g. training/configs/smollm2-cpu-cpt.yaml.")],
+    stage: Annotated[Literal["cpt", "sft"], typer.Argument(help="cpt (continued pre-training) or sft (fine-tuning).")],
+    config: Annotated[str, typer.Option("--config", help="YAML config file, or a shipped config's name "
+                                                        "(smollm2-cpu-cpt, smollm2-cpu-sft, astrosage-8b-cpt, ...).")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. max_steps=20.")] = None,
 ) -> None:
     """Train with the Hugging Face Trainer (CPT on a corpus dataset, SFT on a QA dataset)."""
     import importlib
 
-    from training.config import CPTConfig, SFTConfig, load_config
+    from training.config import CPTConfig, SFTConfig, find_config, load_config
 
-    if stage not in ("cpt", "sft"):
-        raise UserError(f"stage must be cpt or sft, got {stage!r}")
-    cfg = load_config(CPTConfig if stage == "cpt" else SFTConfig, config, overrides)
+    cfg = load_config(CPTConfig if stage == "cpt" else SFTConfig, find_config(config), overrides)
     result = importlib.import_module(f"training.{stage}").run(cfg)
     console.print(f"{stage}: {result.global_step} steps, final loss "
                   f"{result.losses[-1][1] if result.losses else float('nan'):.4f}, "
@@ -299,24 +299,25 @@ def train_cmd(
 
 @command("merge")
 def merge_cmd(
-    model: Annotated[list[str] | None, typer.Option("--model", help="PATH:WEIGHT, once per input model.")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", help="MODEL:WEIGHT, once per input model; MODEL is a folder, a Hub id or `embedded`.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output model folder.")] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help="float32, bfloat16 (default) or float16.")] = None,
     base_from: Annotated[Path | None, typer.Option(
         "--base-from", help="Copy config/tokenizer/generation config/chat template from here (the instruct "
                             "model); default the first --model.")] = None,
     max_shard_size: Annotated[str | None, typer.Option("--max-shard-size", help="Output shard size (5GB).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Merge YAML (training/configs/*-merge.yaml); "
-                                                                  "options given here override it.")] = None,
+    config: Annotated[str | None, typer.Option("--config", help="Merge YAML, or a shipped config's name "
+                                                                 "(astrosage-8b-merge); options given here override it.")] = None,
 ) -> None:
     """Linear merge of safetensors models, shard by shard (AstroSage: 75% CPT+SFT, 25% instruct)."""
-    from training.config import MergeConfig, load_config
+    from training.config import MergeConfig, find_config, load_config
     from training.merge import merge, parse_model_spec
 
     given = {"models": [parse_model_spec(m) for m in model or []] or None, "out": out, "dtype": dtype,
              "base_from": base_from, "max_shard_size": max_shard_size}
     overrides = {k: v for k, v in given.items() if v is not None}  # options given override the file
-    summary = merge(load_config(MergeConfig, config, overrides))
+    summary = merge(load_config(MergeConfig, find_config(config) if config else None, overrides))
     console.print(f"merge: {summary['tensors']} tensors in {summary['shards']} shard(s), "
                   f"{summary['bytes'] / 1e9:.2f} GB -> {summary['out']} (config and tokenizer from "
                   f"{summary['metadata_from']})", highlight=False)

@@ -66,7 +66,7 @@ class HFBackend:
 
         if dtype not in DTYPES:
             raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-        path = resolve_model(model)
+        path = resolve_model(model, dtype)
         if not Path(path).exists() and not _looks_like_hub_id(path):
             raise FileNotFoundError(f"{path}: model path does not exist")
         self.name = model

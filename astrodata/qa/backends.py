@@ -155,7 +155,7 @@ class EmbeddedBackend(Backend):
 
     def __init__(self, temperature: float = 0.0, seed: int | None = 0, max_batch: int = 8,
                  repetition_penalty: float = 1.3, gather_s: float = 0.05):
-        self.path = embedded_model_path()
+        self.path = embedded_model_path("float32")
         self.name = EMBEDDED_GENERATOR
         self.temperature = temperature
         self.seed = seed
@@ -194,9 +194,9 @@ class EmbeddedBackend(Backend):
         from transformers import AutoModelForCausalLM
 
         if self._model is None:
-            # float32, not the stored bf16: prompts here are long (passage + instructions, ~500-900
-            # tokens) and CPUs without bf16 units prefill them ~3x slower in bf16 (measured: 759
-            # prompt + 60 new tokens, 14.4 s bf16 vs 8.6 s fp32 on this machine's 2 cores).
+            # float32, not bf16: prompts here are long (passage + instructions, ~500-900 tokens)
+            # and CPUs without bf16 units prefill them ~3x slower in bf16 (measured: 759 prompt +
+            # 60 new tokens, 14.4 s bf16 vs 8.6 s fp32 on this machine's 2 cores).
             self._model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32)
             self._outlines = outlines.from_transformers(self._model, self.tokenizer)
             self.tokenizer.padding_side = "left"  # outlines sets it too; batches are left-padded
