@@ -173,6 +173,8 @@ def separate_labels(fig: Any, texts: list[Any], step_pt: float = 1.5, max_moves:
     step = ScaledTranslation(0, -step_pt / 72, fig.dpi_scale_trans)
     placed: list[Any] = []
     for text in texts:
+        if not text.get_window_extent(renderer).width:
+            continue  # not drawn (an annotation of a point outside the axes)
         for _ in range(max_moves):
             box = text.get_window_extent(renderer)
             if not any(box.overlaps(other) for other in placed):
