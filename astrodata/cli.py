@@ -349,5 +349,41 @@ def status_cmd(
                        f"{st.get('rate_per_s', 0)}/s{eta}")
 
 
+@command("sql")
+def sql_cmd(
+    query: Annotated[str, typer.Argument(help='SQL on the catalog, e.g. "SELECT status, count(*) FROM documents '
+                                              'GROUP BY 1".')],
+    workdir: WorkdirOpt = Path("astrodata-work"),
+    csv: Annotated[bool, typer.Option("--csv/--table", metavar="", help="CSV for scripts, or a table.")] = False,
+) -> None:
+    """Query the workspace catalog, read-only (DuckDB's own `duckdb` CLI works too, if installed)."""
+    import duckdb
+
+    path = workdir / "catalog.duckdb"
+    if not path.is_file():
+        raise UserError(f"no catalog at {path}")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise UserError(f"{path} is held by a running command (DuckDB lets one process open it); "
+                        f"`astrodata status --workdir {workdir}` shows its progress") from None
+    with con:
+        if not csv:
+            relation = con.sql(query)
+            if relation is not None:
+                relation.show(max_width=10_000, max_rows=200)
+            return
+        import csv as csv_module
+        import sys
+
+        result = con.execute(query)
+        writer = csv_module.writer(sys.stdout)
+        writer.writerow([c[0] for c in result.description or []])
+        while rows := result.fetchmany(10_000):
+            writer.writerows(rows)
+
+
 if __name__ == "__main__":
     app()

@@ -190,3 +190,21 @@ def test_labels_do_not_overlap():
     after = [t.get_window_extent(renderer) for t in texts]
     assert not any(a.overlaps(b) for i, a in enumerate(after) for b in after[i + 1:])
     plt.close(fig)
+
+
+def test_sql_queries_the_catalog_as_the_readme_shows(tmp_path):
+    work = tmp_path / "work"
+    with Workspace(work) as ws:
+        with ws.run("build-corpus", {}):
+            pass
+        ws.upsert_document("arxiv:a", status="done")
+        ws.upsert_document("arxiv:b", status="error")
+    result = cli("sql", "SELECT status, count(*) AS n FROM documents GROUP BY 1 ORDER BY 1", "--workdir", str(work),
+                 "--csv")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["status,n", "done,1", "error,1"]
+    table = cli("sql", "SELECT command, status FROM runs", "--workdir", str(work)).stdout
+    assert "build-corpus" in table and "done" in table
+    with Workspace(work):  # a run holds the catalog: a clear pointer to `status` instead of a DuckDB trace
+        held = cli("sql", "SELECT 1", "--workdir", str(work))
+    assert held.returncode == 1 and "held by a running command" in held.stderr and "astrodata status" in held.stderr

@@ -132,6 +132,32 @@ class _Pending:
         return json.dumps(schema_json(self.schema), sort_keys=True), self.max_tokens
 
 
+class GeneratedNGramPenalty:
+    """A transformers logits processor: a token that would repeat an n-gram already in the
+    *generated* part of its row (tokens after `prompt_len`) gets `penalty` subtracted from its logit.
+
+    Hand-written because the library's two tools misfire under a JSON schema: `no_repeat_ngram_size`
+    counts the prompt (it would forbid quoting the passage) and bans with -inf (a schema mask
+    applied after it can then leave no token at all); `repetition_penalty` penalises every token
+    already generated, including the closing quote of a JSON string, so strings run to their
+    length bound. A finite penalty keeps a token the schema requires available.
+    """
+
+    def __init__(self, n: int, prompt_len: int, penalty: float = 100.0):
+        self.n, self.prompt_len, self.penalty = n, prompt_len, penalty
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        n = self.n
+        for row, ids in enumerate(input_ids[:, self.prompt_len:].tolist()):
+            if len(ids) < n:
+                continue
+            prefix = ids[len(ids) - n + 1:]
+            banned = {ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i:i + n - 1] == prefix}
+            if banned:
+                scores[row, list(banned)] -= self.penalty
+        return scores
+
+
 class EmbeddedBackend(Backend):
     """SmolLM2 through transformers, constrained by outlines to the reply's JSON schema, batched.
 
@@ -143,24 +169,23 @@ class EmbeddedBackend(Backend):
     costs little more than over one (tests/perf/bench_embedded_batch.py measures the gain).
 
     The JSON schema is enforced per sequence: outlines' logits processor keeps one guide per row
-    of the batch. Repetition is stopped with transformers' `RepetitionPenaltyLogitsProcessor`
-    applied to the generated tokens only (`prompt_ignore_length`), so copying facts from the
-    passage is not penalised while a fragment repeated over and over is; it runs before the
-    schema mask, so a token the schema requires is never excluded. With sampling (temperature
-    > 0), the seed is set per batch, so replies depend on which requests were batched together.
+    of the batch. Repetition is stopped by `GeneratedNGramPenalty` (a fragment repeated over and
+    over, e.g. `\\times10^{7}` forty times, was the small model's usual failure), applied before the
+    schema mask. With sampling (temperature > 0), the seed is set per batch, so replies depend on
+    which requests were batched together.
     """
 
     via = "embedded"
     dialect = "outlines"
 
     def __init__(self, temperature: float = 0.0, seed: int | None = 0, max_batch: int = 8,
-                 repetition_penalty: float = 1.3, gather_s: float = 0.05):
+                 no_repeat_ngram: int = 5, gather_s: float = 0.05):
         self.path = embedded_model_path("float32")
         self.name = EMBEDDED_GENERATOR
         self.temperature = temperature
         self.seed = seed
         self.max_batch = max_batch
-        self.repetition_penalty = repetition_penalty
+        self.no_repeat_ngram = no_repeat_ngram
         self.gather_s = gather_s  # wait this long after the first request for others to join it
         from transformers import AutoConfig, AutoTokenizer
 
@@ -176,7 +201,7 @@ class EmbeddedBackend(Backend):
 
     def params(self, schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
         return {"max_tokens": max_tokens, "temperature": self.temperature, "seed": self.seed,
-                "repetition_penalty": self.repetition_penalty, "constrained": "outlines-json"}
+                "no_repeat_ngram": self.no_repeat_ngram, "constrained": "outlines-json"}
 
     def body(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
         return {"model": self.name, "messages": messages, **self.params(schema, max_tokens)}
@@ -210,7 +235,7 @@ class EmbeddedBackend(Backend):
 
         Blocking (seconds to minutes); `complete` calls it from a worker thread."""
         import torch
-        from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+        from transformers import LogitsProcessorList
 
         with self._lock:
             processor = self._schema_processor(schema)
@@ -218,9 +243,8 @@ class EmbeddedBackend(Backend):
             inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
             width = inputs.input_ids.shape[1]
             processors = LogitsProcessorList([processor])
-            if self.repetition_penalty != 1.0:
-                processors.insert(0, RepetitionPenaltyLogitsProcessor(self.repetition_penalty,
-                                                                      prompt_ignore_length=width))
+            if self.no_repeat_ngram:
+                processors.insert(0, GeneratedNGramPenalty(self.no_repeat_ngram, width))
             kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": self.temperature > 0,
                                       "logits_processor": processors, "pad_token_id": self.tokenizer.pad_token_id}
             if self.temperature > 0:
