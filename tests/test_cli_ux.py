@@ -197,8 +197,8 @@ def test_sql_queries_the_catalog_as_the_readme_shows(tmp_path):
     with Workspace(work) as ws:
         with ws.run("build-corpus", {}):
             pass
-        ws.upsert_document("arxiv:a", status="done")
-        ws.upsert_document("arxiv:b", status="error")
+        ws.upsert_document("arxiv:a", source="arxiv", source_id="a", stage="extract", status="done")
+        ws.upsert_document("arxiv:b", source="arxiv", source_id="b", stage="extract", status="error")
     result = cli("sql", "SELECT status, count(*) AS n FROM documents GROUP BY 1 ORDER BY 1", "--workdir", str(work),
                  "--csv")
     assert result.returncode == 0, result.stderr

@@ -58,13 +58,17 @@ def embedded_model_path(dtype: str = "bfloat16") -> Path:
     model.config.quantization_config = None
     if hasattr(model, "hf_quantizer"):
         model.hf_quantizer = None
-    # Write to a temporary folder first so a crash never leaves a half-written cache behind.
-    tmp = target.with_name(target.name + ".partial")
+    # Write to a temporary folder first so a crash never leaves a half-written cache behind; one
+    # per process, so two processes converting at once do not delete each other's files.
+    tmp = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     model.generation_config.save_pretrained(tmp)
+    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+        shutil.rmtree(tmp)  # another process finished first
+        return target
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target
