@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.splitlines()[0])
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # closing lines stay one line in logs (grep finds them)
 
 # Choices are checked by the parser, before any model or data loads (e.g. a mistyped --method).
 Method = Literal["base-token", "instruct-token", "generate"]
@@ -200,6 +200,11 @@ def build_corpus_cmd(
            f"{summary['output']['duplicates_removed']} duplicates removed) to {out}" if "output" in summary else ""),
         highlight=False,
     )
+    if "output" in summary:
+        console.print(f"next: astrodata build-qa --corpus {out} --out qa --limit 1 --workdir {workdir}   "
+                      f"(QA pairs from the first paper with the embedded model, ~2 min)\n"
+                      f"      astrodata sql \"SELECT status, count(*) FROM documents GROUP BY 1\" --workdir {workdir}\n"
+                      f"      astrodata status --workdir {workdir}", highlight=False)
 
 
 @command("build-qa")

@@ -208,3 +208,19 @@ def test_sql_queries_the_catalog_as_the_readme_shows(tmp_path):
     with Workspace(work):  # a run holds the catalog: a clear pointer to `status` instead of a DuckDB trace
         held = cli("sql", "SELECT 1", "--workdir", str(work))
     assert held.returncode == 1 and "held by a running command" in held.stderr and "astrodata status" in held.stderr
+
+
+def test_a_build_in_a_log_reads_well(tmp_path):
+    """stderr to a file, as in `make demo > log` or a cluster job: plain progress lines, one-line
+    summary (not wrapped at 80 columns), then the next commands to try."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ASTRODATA_PROGRESS_INTERVAL": "0.2", "COLUMNS": "80"}
+    result = subprocess.run([sys.executable, "-m", "astrodata.cli", "build-corpus", "--eprints",
+                             str(FIXTURES / "eprints"), "--out", str(tmp_path / "corpus"), "--workdir",
+                             str(tmp_path / "work")], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    log = result.stderr
+    assert not ANSI.search(log) and "Loading weights" not in log and "it/s]" not in log  # no bars, no tqdm
+    assert re.search(r"^arxiv: 3/3 \(100%\), [\d.]+/s, ETA 0:00:00, 0 failures$", log, re.M), log
+    summary = next(line for line in log.splitlines() if line.startswith("build-corpus:"))
+    assert len(summary) > 80 and summary.endswith(f"to {tmp_path / 'corpus'}")
+    assert f"next: astrodata build-qa --corpus {tmp_path / 'corpus'} --out qa --limit 1" in log
