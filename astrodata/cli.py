@@ -259,8 +259,9 @@ def harvest_cmd(
     workdir: WorkdirOpt = Path("astrodata-work"),
 ) -> None:
     """Harvest arXiv metadata into the catalog's papers table (API, OAI-PMH or the snapshot)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from astrodata.core.progress import RunProgress as Progress
     from astrodata.core.workspace import Workspace
     from astrodata.sources.arxiv_meta import DEFAULT_CATEGORIES, harvest
 
