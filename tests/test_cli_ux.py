@@ -224,3 +224,28 @@ def test_a_build_in_a_log_reads_well(tmp_path):
     summary = next(line for line in log.splitlines() if line.startswith("build-corpus:"))
     assert len(summary) > 80 and summary.endswith(f"to {tmp_path / 'corpus'}")
     assert f"next: astrodata build-qa --corpus {tmp_path / 'corpus'} --out qa --limit 1" in log
+
+
+def test_merge_hub_id_offline_is_one_clear_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run([sys.executable, "-m", "astrodata.cli", "merge", "--model", "no-such-org/no-such-model:0.5",
+                             "--model", "embedded:0.5", "--out", str(tmp_path / "m")], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no-such-org/no-such-model: not a local folder, and not in the Hub cache while offline" \
+        in lines[0], result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_merge_accepts_embedded(tmp_path, embedded_model):
+    from safetensors.torch import load_file
+
+    result = CliRunner().invoke(app, ["merge", "--model", "embedded:0.5", "--model", f"{embedded_model}:0.5",
+                                      "--out", str(tmp_path / "m")], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    merged = load_file(next((tmp_path / "m").glob("*.safetensors")))
+    original = load_file(next(embedded_model.glob("*.safetensors")))
+    assert merged.keys() == original.keys()
+    assert all(merged[k].equal(original[k]) for k in original)  # the mean of a model with itself is the model
