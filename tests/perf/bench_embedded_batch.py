@@ -12,6 +12,7 @@ prints tokens/s both ways, their ratio (target: at least 5x) and how many replie
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -71,13 +72,15 @@ def main() -> None:
                                                            workers=1, progress=False))
         items = prompts(corpus, args.prompts, backend)
     backend.generate_batch(items[:1], qa_schema(3, 300, 800), 4)  # load the model, compile the schema
-    t1, n1, v1 = run(backend, items, 1, args.max_tokens)
+    print(f"{len(items)} QA prompts, max {args.max_tokens} new tokens, greedy, float32, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print(f"{'way':<14} {'seconds':>8} {'tokens':>7} {'tokens/s':>9} {'valid':>6}", flush=True)
     tb, nb, vb = run(backend, items, args.batch, args.max_tokens)
-    print(f"{len(items)} QA prompts, max {args.max_tokens} new tokens, greedy, float32")
-    print(f"{'way':<14} {'seconds':>8} {'tokens':>7} {'tokens/s':>9} {'valid':>6}")
+    print(f"{f'batch of {args.batch}':<14} {tb:>8.1f} {nb:>7} {nb / tb:>9.1f} {vb:>3}/{len(items)}", flush=True)
+    t1, n1, v1 = run(backend, items, 1, args.max_tokens)
     print(f"{'one at a time':<14} {t1:>8.1f} {n1:>7} {n1 / t1:>9.1f} {v1:>3}/{len(items)}")
-    print(f"{f'batch of {args.batch}':<14} {tb:>8.1f} {nb:>7} {nb / tb:>9.1f} {vb:>3}/{len(items)}")
-    print(f"batched / one at a time: {(nb / tb) / (n1 / t1):.2f}x tokens/s (target >= 5x)")
+    print(f"batched / one at a time: {(nb / tb) / (n1 / t1):.2f}x tokens/s (target >= 5x); load average "
+          f"{os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
