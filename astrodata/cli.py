@@ -202,7 +202,7 @@ def build_corpus_cmd(
     )
     if "output" in summary:
         console.print(f"next: astrodata build-qa --corpus {out} --out qa --limit 1 --workdir {workdir}   "
-                      f"(QA pairs from the first paper with the embedded model, ~2 min)\n"
+                      f"(a dry run of QA generation on the first paper with the embedded model)\n"
                       f"      astrodata sql \"SELECT status, count(*) FROM documents GROUP BY 1\" --workdir {workdir}\n"
                       f"      astrodata status --workdir {workdir}", highlight=False)
 
