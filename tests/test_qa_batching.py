@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import torch
 
-from astrodata.qa.backends import EmbeddedBackend, GeneratedNGramPenalty
+from astrodata.qa.backends import EmbeddedBackend, GeneratedNGramPenalty, Transient
 from astrodata.qa.engine import validate_reply
 from astrodata.qa.tasks import load_prompt, qa_schema
 
@@ -52,3 +52,9 @@ def test_concurrent_requests_are_decoded_together_and_each_is_valid():
         assert value is not None, (error, reply.text)
         assert 0 < reply.tokens_out <= 64 and reply.tokens_in > 50
     assert len({r.tokens_in for r in replies}) == 3  # per-row prompt lengths, not the padded width
+
+    asyncio.run(backend.aclose())  # Ctrl-C or a fatal error: a batch stops at its next token
+    calls.clear()
+    prompt = backend._prompt(load_prompt("qa").messages(title="T", abstract="A", passage=passages[0], k=1))
+    with pytest.raises(Transient, match="stopped"):
+        backend.generate_batch([prompt], schema, 400)

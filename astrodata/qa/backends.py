@@ -198,6 +198,7 @@ class EmbeddedBackend(Backend):
         self._lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._drain: asyncio.Task[None] | None = None
+        self._stop = threading.Event()  # set by aclose(): a batch in progress stops at its next token
 
     def params(self, schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
         return {"max_tokens": max_tokens, "temperature": self.temperature, "seed": self.seed,
@@ -235,7 +236,7 @@ class EmbeddedBackend(Backend):
 
         Blocking (seconds to minutes); `complete` calls it from a worker thread."""
         import torch
-        from transformers import LogitsProcessorList
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         with self._lock:
             processor = self._schema_processor(schema)
@@ -245,14 +246,23 @@ class EmbeddedBackend(Backend):
             processors = LogitsProcessorList([processor])
             if self.no_repeat_ngram:
                 processors.insert(0, GeneratedNGramPenalty(self.no_repeat_ngram, width))
+            stop = self._stop
+
+            class Stopped(StoppingCriteria):
+                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                    return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
+
             kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": self.temperature > 0,
-                                      "logits_processor": processors, "pad_token_id": self.tokenizer.pad_token_id}
+                                      "logits_processor": processors, "pad_token_id": self.tokenizer.pad_token_id,
+                                      "stopping_criteria": StoppingCriteriaList([Stopped()])}
             if self.temperature > 0:
                 kwargs["temperature"] = self.temperature
                 if self.seed is not None:
                     torch.manual_seed(self.seed)
             with torch.inference_mode():
                 output = self._model.generate(**inputs, **kwargs)
+        if stop.is_set():
+            raise Transient("stopped: the run is ending")
         replies = []
         for row, mask in zip(output[:, width:], inputs.attention_mask, strict=True):
             ids = row.tolist()
@@ -268,6 +278,11 @@ class EmbeddedBackend(Backend):
         if self._drain is None or self._drain.done():
             self._drain = asyncio.create_task(self._run_queue())
         return await future
+
+    async def aclose(self) -> None:
+        """Stop a batch in progress at its next token (Ctrl-C, a fatal error elsewhere): the worker
+        thread cannot be cancelled, and a batch can take minutes."""
+        self._stop.set()
 
     async def _run_queue(self) -> None:
         """Generate the queued requests, batch after batch, until the queue is empty."""
