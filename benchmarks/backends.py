@@ -19,7 +19,7 @@ import inspect
 import json
 import math
 import re
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,14 +37,21 @@ class NoLogprobs(RuntimeError):
     """The endpoint answered without the log-probabilities a token method needs."""
 
 
-def _by_length(items: Sequence[Any], key: Callable[[Any], int], batch_size: int, desc: str) -> Iterable[list[int]]:
+def _by_length(items: Sequence[Any], key: Callable[[Any], int], batch_size: int, desc: str) -> Iterator[list[int]]:
     """Batches of indices, longest first (fewer pad tokens; the largest batch fails first if memory is
-    short), with a progress bar on a terminal."""
-    from tqdm.auto import tqdm
+    short), with astrodata's progress display (a bar on a terminal, plain lines in a log)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from astrodata.core.progress import RunProgress
 
     order = sorted(range(len(items)), key=lambda i: -key(items[i]))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    return tqdm(batches, desc=desc, unit="batch", disable=None, leave=False)
+    with RunProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                     transient=True) as progress:
+        task = progress.add_task(desc, total=len(batches), failures=0)
+        for batch in batches:
+            yield batch
+            progress.advance(task)
 
 
 class HFBackend:
@@ -68,7 +75,7 @@ class HFBackend:
 
         if dtype not in DTYPES:
             raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-        path = resolve_model(model)
+        path = resolve_model(model, dtype)
         if not Path(path).exists() and not _looks_like_hub_id(path):
             raise FileNotFoundError(f"{path}: model path does not exist")
         self.name = model

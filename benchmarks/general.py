@@ -76,7 +76,7 @@ def run_general(model: str, out_dir: str | Path, *, tasks: list[str] | None = No
     from astrodata.core.models import resolve_model
 
     command = lm_eval_command(lm_eval)
-    path = resolve_model(model)
+    path = resolve_model(model, dtype)
     if not Path(path).exists() and path.startswith((".", "/", "~")):
         raise FileNotFoundError(f"{path}: model path does not exist")
     out = Path(out_dir)

@@ -45,6 +45,9 @@ class Prompts:
         path = Path(path) if path else DEFAULT_PROMPTS
         raw = path.read_bytes()
         data = yaml.safe_load(raw)
+        missing = [k for k in ("base", "instruct") if not isinstance(data, dict) or k not in data]
+        if missing:
+            raise ValueError(f"prompt file {path}: missing {', '.join(missing)} (see {DEFAULT_PROMPTS})")
         return cls(path=path, sha256=hashlib.sha256(raw).hexdigest(), base=data["base"], instruct=data["instruct"])
 
 

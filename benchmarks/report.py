@@ -1,8 +1,8 @@
 """Benchmark reports: our runs beside published AstroMLab-1 scores, as Markdown, HTML and a plot.
 
 The plot is the AstroSage model card's score-versus-cost figure: AstroMLab-1 score against cost
-per 0.1M tokens on a log axis. Published models whose cost we could not source are drawn as
-horizontal score lines; runs are placed from the cost their user states (`--cost LABEL=USD`).
+per 0.1M tokens on a symmetric-log axis (0, a free local model, included). Published models whose
+cost we could not source, and runs given no `--cost LABEL=USD`, are drawn as horizontal score lines.
 General-benchmark results (`eval-general`, or an lm-eval results file) become a second table.
 """
 
@@ -32,8 +32,9 @@ def parse_costs(items: list[str]) -> dict[str, float]:
             cost = float(value)
         except ValueError:
             cost = None
-        if not sep or not label or cost is None or cost <= 0:
-            raise ValueError(f"--cost {item!r}: expected LABEL=USD with a positive number, e.g. GPT-4o=0.75")
+        if not sep or not label or cost is None or cost < 0 or cost != cost:
+            raise ValueError(f"--cost {item!r}: expected LABEL=USD with a number >= 0 (0: free, e.g. a local "
+                             f"model), e.g. GPT-4o=0.75")
         costs[label] = cost
     return costs
 
@@ -144,8 +145,8 @@ def render_markdown(entries: list[dict[str, Any]], runs: list[dict[str, Any]],
                      for t in tasks]
             lines.append(f"| {g['model']} | " + " | ".join(cells) + " |")
     lines += ["", "## Score versus cost", "", "![AstroMLab-1 score versus cost](score_vs_cost.svg)", "",
-              "Models without a known cost are drawn as dashed score lines; give costs with "
-              "`astrodata report ... --cost LABEL=USD`.", ""]
+              "Models and runs without a known cost are drawn as dashed score lines; give costs with "
+              "`astrodata report ... --cost LABEL=USD` (0 for a free local model).", ""]
     return "\n".join(lines)
 
 
@@ -160,8 +161,34 @@ def render_html(markdown: str) -> str:
             f"</title><style>{style}</style></head><body>\n{body}</body></html>\n")
 
 
+def separate_labels(fig: Any, texts: list[Any], step_pt: float = 1.5, max_moves: int = 400) -> None:
+    """Move matplotlib `Text`s down (in points, so it holds at any DPI) until no two bounding boxes
+    overlap; texts are placed in the given order, each at its first free spot below where it was
+    put. Hand-written because matplotlib has no label-placement solver (adjustText would be a
+    dependency for this one use)."""
+    from matplotlib.text import Annotation
+    from matplotlib.transforms import ScaledTranslation
+
+    renderer = fig.canvas.get_renderer()
+    step = ScaledTranslation(0, -step_pt / 72, fig.dpi_scale_trans)
+    placed: list[Any] = []
+    for text in texts:
+        if not text.get_window_extent(renderer).width:
+            continue  # not drawn (an annotation of a point outside the axes)
+        for _ in range(max_moves):
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            if isinstance(text, Annotation):  # placed by its offset (points) from the annotated point
+                text.xyann = (text.xyann[0], text.xyann[1] - step_pt)
+            else:
+                text.set_transform(text.get_transform() + step)
+        placed.append(text.get_window_extent(renderer))
+
+
 def plot_score_vs_cost(entries: list[dict[str, Any]], out: Path) -> dict[str, Path]:
-    """Score against cost per 0.1M tokens (log x); unknown-cost published scores as dashed lines."""
+    """Score against cost per 0.1M tokens (symmetric-log x, so a free model at 0 has a place);
+    models and runs without a cost are drawn as dashed score lines; no two labels overlap."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,43 +198,39 @@ def plot_score_vs_cost(entries: list[dict[str, Any]], out: Path) -> dict[str, Pa
     scored = [e for e in entries if e["score"] is not None]
     placed = [e for e in scored if e["cost"] is not None]
     fig, ax = plt.subplots(figsize=(9, 6))
-    ax.set_xscale("log")
-    if placed:
-        lo, hi = min(e["cost"] for e in placed), max(e["cost"] for e in placed)
-        ax.set_xlim(lo / 5, hi * 5)
-    else:
-        ax.set_xlim(1e-3, 10)
+    positive = [e["cost"] for e in placed if e["cost"] > 0]
+    lo, hi = (min(positive), max(positive)) if positive else (1e-3, 10.0)
+    ax.set_xscale("symlog", linthresh=lo / 5)  # linear below lo/5, so cost 0 sits at the left edge
+    ax.set_xlim(0 if any(e["cost"] == 0 for e in placed) else lo / 5, hi * 5)
     scores = [e["score"] for e in scored] or [50.0]
     ax.set_ylim(max(0, min(scores) - 8), min(100, max(scores) + 5))
     edge = blended_transform_factory(ax.transAxes, ax.transData)
     # labels of close scores take turns at the right, left and middle of the axes so they stay legible
     last: dict[str, float] = {}
     spots = {"right": 0.995, "left": 0.005, "center": 0.5}
-    lines = sorted((e for e in scored if e["cost"] is None and e["kind"] == "published"), key=lambda e: -e["score"])
+    lines = sorted((e for e in scored if e["cost"] is None), key=lambda e: -e["score"])
+    labels = []
     for e in lines:
-        ax.axhline(e["score"], color="0.6", lw=0.8, ls="--", zorder=1)
+        ours = e["kind"] == "ours"
+        ax.axhline(e["score"], color="tab:red" if ours else "0.6", lw=1.2 if ours else 0.8, ls="--", zorder=1)
         side = next((s for s in spots if s not in last or last[s] - e["score"] > 1.5), "right")
         last[side] = e["score"]
-        ax.text(spots[side], e["score"], f"{e['label']} {e['score']:.1f}", transform=edge, ha=side,
-                va="bottom", fontsize=7, color="0.35")
-    seen: dict[tuple[float, float], int] = {}
-    for e in placed:
+        labels.append(ax.text(spots[side], e["score"], f"{e['label']} {e['score']:.1f}" + (" (no --cost)" if ours else ""),
+                              transform=edge, ha=side, va="bottom", fontsize=7,
+                              color="tab:red" if ours else "0.35"))
+    for e in sorted(placed, key=lambda e: -e["score"]):
         ours = e["kind"] == "ours"
         ax.scatter(e["cost"], e["score"], marker="*" if ours else "o", s=160 if ours else 60,
                    color="tab:red" if ours else "tab:blue", zorder=3,
                    edgecolors="black" if e.get("open_weights") else "none", linewidths=1.2)
-        stacked = seen[(e["cost"], e["score"])] = seen.get((e["cost"], e["score"]), -1) + 1
-        ax.annotate(e["label"], (e["cost"], e["score"]), textcoords="offset points", xytext=(6, 4 - 11 * stacked),
-                    fontsize=8)
-    unplaced = [e["label"] for e in scored if e["cost"] is None and e["kind"] == "ours"]
-    if unplaced:
-        ax.text(0.01, 0.01, "not placed (no --cost): " + ", ".join(unplaced), transform=ax.transAxes,
-                fontsize=7, color="tab:red", va="bottom")
+        labels.append(ax.annotate(e["label"], (e["cost"], e["score"]), textcoords="offset points",
+                                  xytext=(6, 4), fontsize=8))
     ax.set_xlabel("Cost per 0.1M tokens (USD, log scale)")
     ax.set_ylabel("AstroMLab-1 score (%)")
     ax.set_title("AstroMLab-1 score versus cost")
     ax.grid(True, which="both", alpha=0.25)
     fig.tight_layout()
+    separate_labels(fig, labels)
     paths = {"png": out / "score_vs_cost.png", "svg": out / "score_vs_cost.svg"}
     fig.savefig(paths["png"], dpi=150)
     fig.savefig(paths["svg"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import socket
 import subprocess
@@ -14,16 +15,30 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The project's real-data folder (real e-prints, dumps, recordings); ASTRODATA_SHARED_DATA points elsewhere.
+SHARED_DATA = Path(os.environ.get("ASTRODATA_SHARED_DATA") or ROOT.parent / "shared" / "data")
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED_ABSENT = (f"real-data tests: {SHARED_DATA} is absent (the maintainers' shared data folder; "
+                 "the tests on the repository's own fixtures still run)")
 
 
 def shared(*parts: str) -> Path:
-    """Path into ../shared/data; skips the calling test with a reason when it is absent."""
+    """Path into ../shared/data; skips the calling test when it is absent, with one reason for all
+    such tests, so pytest's summary folds them into a single line."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"needs the shared real-data folder {path} (absent in this checkout)")
+        pytest.skip(SHARED_ABSENT if not SHARED_DATA.exists() else f"needs {path} (absent in this checkout)")
     return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Skips for an absent shared-data folder all report one location, so `-ra` prints one line
+    (`SKIPPED [N] ...`) instead of one line per test."""
+    report = (yield).get_result()
+    if report.skipped and isinstance(report.longrepr, tuple) and SHARED_ABSENT in str(report.longrepr[2]):
+        report.longrepr = (str(Path(__file__).relative_to(ROOT)), shared.__code__.co_firstlineno,
+                           report.longrepr[2])
 
 
 @pytest.fixture

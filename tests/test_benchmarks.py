@@ -7,13 +7,14 @@ import hashlib
 import json
 
 import pytest
-import yaml
 from conftest import FIXTURES
+from lm_eval_yaml import load_lm_eval_yaml
 from PIL import Image
 from typer.testing import CliRunner
 
 from astrodata.cli import app
 from astrodata.core.mcq import load_mcqs
+from astrodata.core.models import embedded_model_path
 from benchmarks.astromlab1 import bootstrap_ci, evaluate
 from benchmarks.general import LmEvalMissing, fold_lm_eval, lm_eval_command, run_general
 from benchmarks.lm_eval_export import export_task
@@ -95,6 +96,8 @@ def test_report_markdown_html_and_plot(three_runs, tmp_path):
     assert paths["svg"].read_text().lstrip().startswith("<?xml")
     with pytest.raises(ValueError, match="expected LABEL=USD"):
         parse_costs(["GPT-4o"])
+    with pytest.raises(ValueError, match="expected LABEL=USD"):
+        parse_costs(["GPT-4o=-1"])
 
 
 def test_keyless_set_gets_a_submission_in_dataset_order(backend, tmp_path):
@@ -135,7 +138,7 @@ def test_lm_eval_export_renders_our_prompt(tmp_path):
     import jinja2
 
     path = export_task(KEYED, tmp_path / "task", few_shot=2)
-    cfg = yaml.safe_load(path.read_text())
+    cfg = load_lm_eval_yaml(path)
     assert cfg["num_fewshot"] == 2 and cfg["fewshot_config"] == {"sampler": "first_n"}
     rows = read_jsonl(tmp_path / "task" / "astromlab1.jsonl")
     q = load_mcqs(KEYED).questions[4]
@@ -209,7 +212,8 @@ def test_cli_eval_then_report(tmp_path, embedded_model):
     assert result.exit_code == 0, result.output
     assert "eval: 3 questions, accuracy" in result.output
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["model_path"] == str(embedded_model) and results["n_questions"] == 3
+    # float32 asked (eval's default): the float32 conversion, not the bf16 weights cast up
+    assert results["model_path"] == str(embedded_model_path("float32")) and results["n_questions"] == 3
     result = runner.invoke(app, ["report", str(tmp_path / "run" / "results.json"), "--out", str(tmp_path / "rep"),
                                  "--cost", "embedded=0.001"])
     assert result.exit_code == 0, result.output

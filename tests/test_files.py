@@ -81,8 +81,10 @@ def test_folder_replaced_whole_or_not_at_all(tmp_path):
     target = tmp_path / "model"
     (tmp_path / "model.partial").mkdir()  # left by a killed run: cleared, not reused
     (tmp_path / "model.partial" / "stale.bin").write_bytes(b"x")
+    (tmp_path / "model.partial-999999999").mkdir()  # a killed process's own folder: cleared too
     with atomic_dir(target) as tmp:
-        assert tmp == tmp_path / "model.partial" and list(tmp.iterdir()) == []
+        assert tmp == tmp_path / f"model.partial-{os.getpid()}" and list(tmp.iterdir()) == []
+        assert sorted(p.name for p in tmp_path.iterdir()) == [tmp.name]
         (tmp / "config.json").write_text("{}")
         (tmp / "sub").mkdir()
         (tmp / "sub" / "w.bin").write_bytes(b"1")

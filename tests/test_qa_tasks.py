@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 
 import datasets
@@ -64,11 +65,13 @@ def test_passages_edge_cases():
 def test_prompts_are_versioned_data():
     for name in ("qa", "summary", "judge"):
         prompt = load_prompt(name)
-        assert prompt.version.startswith(name) and prompt.examples
+        # no worked example: small models copy it (SmolLM2 asked about the Crab Nebula of qa-v2's example)
+        assert prompt.version.startswith(name) and not prompt.examples
     msgs = load_prompt("qa").messages(title="T", abstract="A", passage="The passage text.", k=2)
-    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
+    assert [m["role"] for m in msgs] == ["system", "user"]
     assert "The passage text." in msgs[-1]["content"] and "Write 2 question-answer" in msgs[-1]["content"]
-    json.loads(msgs[2]["content"])  # the worked example is valid JSON of the schema
+    judge = load_prompt("judge").messages(passage="P", question="Q", answer="A")[-1]["content"]
+    assert not re.search(r'"overall":\s*\d', judge)  # no sample grade to copy (judge-v1 showed all 1s)
     with pytest.raises(KeyError):
         load_prompt("qa").messages(title="T")
 

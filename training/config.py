@@ -14,9 +14,29 @@ from pydantic import BaseModel, Field, model_validator
 
 from astrodata.core.config import Strict, load_config
 
-__all__ = ["C", "CPTConfig", "MergeConfig", "MergeInput", "SFTConfig", "TrainConfig", "load_config"]
+__all__ = ["C", "CPTConfig", "MergeConfig", "MergeInput", "SFTConfig", "TrainConfig", "find_config", "load_config"]
 
 C = TypeVar("C", bound=BaseModel)
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"  # shipped in the package (package data)
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped with the package (`smollm2-cpu-cpt`, ...)."""
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """The config file at `name_or_path`, else the shipped config of that name (`smollm2-cpu-cpt`,
+    `.yaml` optional), so `--config NAME` works from any folder. FileNotFoundError lists the names."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIGS_DIR / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    # A bare name, or the repository-relative path the docs show, run from another folder.
+    if path.parent in (Path("."), Path("training/configs")) and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(f"config {name_or_path}: no such file, and no shipped config of that name "
+                            f"(shipped: {', '.join(shipped_configs())})")
 
 
 class TrainConfig(Strict):

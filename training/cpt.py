@@ -8,12 +8,13 @@ config -> tokenizer + model -> dataset (tokenized once, cached) -> Trainer. Run 
 from __future__ import annotations
 
 from training.config import CPTConfig
-from training.data import CPTCollator, build_cpt_dataset
+from training.data import CPTCollator, build_cpt_dataset, check_dataset
 from training.run import RunResult, cache_dir, load_model, main, train, training_arguments
 
 
 def run(cfg: CPTConfig) -> RunResult:
     """Train `cfg.model` on the corpus at `cfg.dataset`; the model lands in `cfg.output_dir`."""
+    check_dataset(cfg.dataset, cfg.text_column)  # before the model loads (minutes for an 8B model)
     args = training_arguments(cfg)
     model, tokenizer = load_model(cfg)
     with args.main_process_first(desc="tokenize the corpus", local=False):

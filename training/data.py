@@ -45,6 +45,16 @@ def shard_files(dataset_dir: Path) -> list[Path]:
     return files
 
 
+def check_dataset(dataset_dir: Path, column: str) -> None:
+    """Fail before any model loads when the dataset has no shards or lacks `column` (reads only the
+    first shard's Parquet schema)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(shard_files(dataset_dir)[0]).names
+    if column not in names:
+        raise ValueError(f"{dataset_dir}: dataset has no {column!r} column (columns: {', '.join(names)})")
+
+
 def load_rows(dataset_dir: Path, column: str, cache_dir: Path) -> datasets.Dataset:
     """Load the shards as one `datasets.Dataset`, refusing a dataset that lacks `column`."""
     files = shard_files(dataset_dir)

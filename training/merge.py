@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -35,6 +36,36 @@ HEAD = "lm_head.weight"
 METADATA_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                   "special_tokens_map.json", "chat_template.jinja", "chat_template.json", "tokenizer.model",
                   "added_tokens.json", "vocab.json", "merges.txt")
+
+
+def resolve_input(ref: str | Path, dtype: str = "bfloat16") -> Path:
+    """A merge input as a local folder: `embedded` -> the cached SmolLM2 in `dtype`; an existing
+    folder as is; anything shaped like a Hub id (`org/name`) -> its snapshot through
+    `huggingface_hub.snapshot_download` (weights, config, tokenizer; the local cache answers when
+    offline). Raises FileNotFoundError naming the input when none of these applies."""
+    from astrodata.core.models import EMBEDDED_NAME, embedded_model_path
+
+    text = str(ref)
+    if text == EMBEDDED_NAME:
+        return embedded_model_path(dtype)
+    path = Path(text)
+    if path.exists() or not _HUB_ID.fullmatch(text):
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(text, allow_patterns=["*.safetensors", "*.json", "*.jinja", "tokenizer*",
+                                                            "*.model", "*.txt"]))
+    except LocalEntryNotFoundError:
+        raise FileNotFoundError(f"{text}: not a local folder, and not in the Hub cache while offline "
+                                f"(connect, or download it first: hf download {text})") from None
+    except HfHubHTTPError as exc:
+        raise FileNotFoundError(f"{text}: not a local folder, and the Hub download failed "
+                                f"({str(exc).splitlines()[0]})") from None
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 @dataclass
@@ -175,11 +206,11 @@ def merge(cfg: MergeConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; remove it or choose another --out")
-    ckpts = [read_checkpoint(m.path) for m in cfg.models]
+    ckpts = [read_checkpoint(resolve_input(m.path, cfg.dtype)) for m in cfg.models]
     names = check_compatible(ckpts)
     total = sum(m.weight for m in cfg.models) if cfg.normalize else 1.0
     weights = [m.weight / total for m in cfg.models]
-    base_dir = Path(cfg.base_from) if cfg.base_from else ckpts[0].path
+    base_dir = resolve_input(cfg.base_from, cfg.dtype) if cfg.base_from else ckpts[0].path
     _check_base(base_dir, ckpts[0], names)
     dtype = DTYPES[cfg.dtype]
     shards = plan_shards(names, ckpts[0].shapes, dtype, _parse_size(cfg.max_shard_size))
@@ -261,7 +292,8 @@ def parse_model_spec(spec: str) -> dict[str, Any]:
             raise ValueError
         value = float(weight)
     except ValueError:
-        raise ValueError(f"--model {spec!r}: expected PATH:WEIGHT, e.g. out/sft:0.75") from None
+        raise ValueError(f"--model {spec!r}: expected PATH:WEIGHT (a folder, a Hub id or `embedded`), "
+                         f"e.g. out/sft:0.75") from None
     if not math.isfinite(value):
         raise ValueError(f"--model {spec!r}: the weight must be a finite number, got {weight!r}")
     return {"path": path, "weight": value}

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from training.config import SFTConfig
-from training.data import IGNORE, SFTCollator, build_sft_dataset, chat_template_tokens, prepare_chat_tokens
+from training.data import (
+    IGNORE,
+    SFTCollator,
+    build_sft_dataset,
+    chat_template_tokens,
+    check_dataset,
+    prepare_chat_tokens,
+)
 from training.run import RunResult, cache_dir, load_model, main, train, training_arguments
 
 log = logging.getLogger("training.sft")
@@ -24,8 +31,10 @@ def setup_chat(cfg: SFTConfig, model: Any, tokenizer: Any) -> int:
     end-of-turn token. Returns the end-of-turn token id."""
     if cfg.chat_template:
         path = Path(cfg.chat_template)
+        if not path.is_file() and path.parent == Path("training/templates"):  # shipped, run from elsewhere
+            path = Path(__file__).resolve().parent / "templates" / path.name
         if not path.is_file():
-            raise FileNotFoundError(f"chat template {path} does not exist")
+            raise FileNotFoundError(f"chat template {cfg.chat_template} does not exist")
         tokenizer.chat_template = path.read_text()
     if not tokenizer.chat_template:
         raise ValueError(f"{cfg.model}: the tokenizer has no chat template; set chat_template in the config")
@@ -56,6 +65,7 @@ def check_turn_ends(dataset: Any, eot_id: int, eot: str, sample: int = 200) -> N
 
 def run(cfg: SFTConfig) -> RunResult:
     """Fine-tune `cfg.model` on the QA dataset at `cfg.dataset`; the model lands in `cfg.output_dir`."""
+    check_dataset(cfg.dataset, cfg.messages_column)  # before the model loads (minutes for an 8B model)
     args = training_arguments(cfg, count_tokens="all" if cfg.packing else "non_padding")
     model, tokenizer = load_model(cfg)
     eot_id = setup_chat(cfg, model, tokenizer)

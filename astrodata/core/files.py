@@ -101,15 +101,32 @@ def atomic_write_json(target: str | os.PathLike[str], obj: Any, **dumps: Any) ->
     return atomic_write_text(target, json.dumps(obj, **dumps))
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 checks without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield an empty folder `<target>.partial` to fill; on a clean exit it replaces `target`.
+    """Yield an empty folder `<target>.partial-<pid>` to fill; on a clean exit it replaces `target`.
 
-    A `.partial` folder left by a killed run is cleared first; on an error the partial folder is
-    removed and `target` is left as it was. Files are fsynced before the rename."""
+    The temporary folder is this process's own, so two processes building the same target at once
+    (e.g. two commands converting the embedded model) never delete each other's files; the one that
+    finishes second replaces the first one's identical result. Leftovers of killed processes are
+    cleared first; on an error the partial folder is removed and `target` is left as it was. Files
+    are fsynced before the rename."""
     target = Path(target)
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in target.parent.glob(f"{target.name}.partial*"):
+        pid = stale.name.rpartition("-")[2]
+        if not (pid.isdigit() and _alive(int(pid))) or int(pid) == os.getpid():
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = target.with_name(f"{target.name}.partial-{os.getpid()}")
     tmp.mkdir(parents=True)
     try:
         yield tmp

@@ -199,22 +199,74 @@ class Workspace:
 
 
 class Run:
-    """One command invocation as recorded in the `runs` table."""
+    """One command invocation as recorded in the `runs` table.
+
+    Beside the catalog row, the run keeps a small JSON file, `runs/<run_id>.json` in the workspace
+    (command, status, per-stage done/total/failures, start and last update), replaced atomically
+    on every write. DuckDB lets no other process open a catalog while a run holds it, so this file
+    is what `astrodata status` reads to show a run in progress.
+    """
 
     def __init__(self, ws: Workspace, command: str, config: dict[str, Any]):
         self.ws = ws
+        self.command = command
         self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         self.counts: dict[str, Any] = {}
+        self.started_at = utc_now()
+        self.status_path = ws.path("runs", f"{self.run_id}.json")
+        self.stages: dict[str, dict[str, Any]] = {}
         ws.con.execute(
             "INSERT INTO runs (run_id, command, config, started_at, status) VALUES (?, ?, ?, ?, 'running')",
-            [self.run_id, command, json.dumps(redact(config), default=str), utc_now()],
+            [self.run_id, command, json.dumps(redact(config), default=str), self.started_at],
         )
+        self.write_status("running")
+
+    def write_status(self, status: str = "running", stages: dict[str, dict[str, Any]] | None = None) -> None:
+        """Replace `runs/<run_id>.json`; `stages` maps a stage to {done, total, failures}."""
+        if stages is not None:
+            self.stages = stages
+        record = {"run_id": self.run_id, "command": self.command, "status": status, "pid": os.getpid(),
+                  "started_at": self.started_at.isoformat(timespec="seconds"),
+                  "updated_at": utc_now().isoformat(timespec="seconds"), "stages": self.stages}
+        self.status_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.status_path.with_name(f".{self.status_path.name}.tmp")
+        tmp.write_text(json.dumps(record, default=str))
+        os.replace(tmp, self.status_path)
 
     def finish(self, status: str) -> None:
         self.ws.con.execute(
             "UPDATE runs SET ended_at = ?, status = ?, counts = ? WHERE run_id = ?",
             [utc_now(), status, json.dumps(self.counts, default=str), self.run_id],
         )
+        self.write_status(status)
 
     def error(self, doc_id: str | None, stage: str, reason: str, detail: str = "") -> None:
         self.ws.record_error(doc_id, stage, reason, detail, run_id=self.run_id)
+
+
+def run_statuses(root: str | os.PathLike) -> list[dict[str, Any]]:
+    """The runs' status files in a workspace (`runs/*.json`), oldest first, read without opening
+    the catalog (so it works while a run holds DuckDB's lock). A run marked `running` whose process
+    is gone is reported as `stopped` (killed, or the machine went down)."""
+    records = []
+    for path in sorted(Path(root, "runs").glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # replaced atomically, so only a foreign file can be unreadable
+        if record.get("status") == "running" and not _alive(record.get("pid")):
+            record["status"] = "stopped"
+        records.append(record)
+    return sorted(records, key=lambda r: r.get("started_at") or "")
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

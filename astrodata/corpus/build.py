@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from astrodata.core.config import Strict
 from astrodata.core.control import (
@@ -45,6 +45,7 @@ from astrodata.core.control import (
     output_lock,
     require_utf8_path,
 )
+from astrodata.core.progress import RunProgress
 from astrodata.core.shards import CORPUS_SCHEMA, ShardWriter, existing_ids, read_rows, shard_files
 from astrodata.core.workspace import Run, Workspace
 from astrodata.corpus.recipe import Recipe, load_recipe
@@ -299,7 +300,7 @@ class Ledger:
         self.pending.clear()
 
 
-def extraction_steps(ws: Workspace, opts: CorpusOptions, recipe: Recipe, ledger: Ledger, progress: Progress) -> list[Step]:
+def extraction_steps(ws: Workspace, opts: CorpusOptions, recipe: Recipe, ledger: Ledger, progress: RunProgress) -> list[Step]:
     """The phase-1 pipeline: readers, then the per-document steps, in order."""
     steps: list[Step] = [ArxivReader(ws, opts.eprints, ledger.wanted, opts.shard, opts.limit, opts.workers,
                                      opts.timeout_s, opts.max_memory_mb, opts.bbl, opts.citations,
@@ -322,7 +323,7 @@ def extract(ws: Workspace, opts: CorpusOptions, recipe: Recipe, run: Run) -> int
 
     On SIGINT/SIGTERM the documents already through every step are written to a shard before
     `Interrupted` is raised, so a re-run starts after the last finished document."""
-    with _progress(opts.progress) as progress:
+    with _progress(opts.progress, run) as progress:
         ledger = Ledger(ws, opts, recipe, run)
         steps = extraction_steps(ws, opts, recipe, ledger, progress)
         try:
@@ -518,6 +519,6 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
             ws.close()
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    disable=not enabled)
+def _progress(enabled: bool, run: Run) -> RunProgress:
+    return RunProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       enabled=enabled, run=run)

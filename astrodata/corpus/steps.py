@@ -268,7 +268,7 @@ class ArxivReader(Step):
         from pebble import ProcessPool
 
         yield from docs
-        bar = self.progress.add_task("arxiv", total=None)
+        bar = self.progress.add_task("arxiv", total=None, failures=0)
         # Workers are spawned, not forked: the parent runs tokenizers (Rust threads) while the
         # pool recycles workers, and a fork taken mid-thread can crash or deadlock the child.
         # At most `window` e-prints are in flight, so bulk tars are never held in memory whole.
@@ -289,6 +289,8 @@ class ArxivReader(Step):
                 result = self.result(future)
                 self.progress.advance(bar)
                 if not result["ok"]:
+                    self.counts["failed"] += 1
+                    self.progress.update(bar, failures=self.counts["failed"])
                     self.reject(Rejection(task.doc_id, task.source, task.source_id, result["stage"],
                                           result["reason"], result["detail"],
                                           fields={"seconds": result["seconds"],

@@ -41,7 +41,6 @@ from astrodata.core.http import (
 from astrodata.core.models import EMBEDDED_NAME, embedded_model_path
 
 DIALECTS = ("json_schema", "json_object_schema", "none")
-GENERATION_THREAD = "embedded-generate"  # the thread name of an embedded generation in flight
 EMBEDDED_GENERATOR = "embedded/SmolLM2-135M-Instruct"
 
 
@@ -125,35 +124,90 @@ class Backend:
 
 
 # -- embedded -------------------------------------------------------------------------------------
-class EmbeddedBackend(Backend):
-    """SmolLM2 through transformers, constrained by outlines to the reply's JSON schema.
+@dataclass
+class _Pending:
+    prompt: str
+    schema: type[BaseModel]
+    max_tokens: int
+    future: asyncio.Future[Reply]
 
-    Generation runs in a worker thread (one at a time: the model is not re-entrant and already
-    uses every core), so the event loop keeps writing the cache meanwhile. The model loads on the
-    first request; compiled outlines generators are kept per schema (compiling costs seconds).
+    @property
+    def group(self) -> tuple[str, int]:
+        """Requests batch together when their schemas and reply lengths are the same."""
+        return json.dumps(schema_json(self.schema), sort_keys=True), self.max_tokens
+
+
+class GeneratedNGramPenalty:
+    """A transformers logits processor: a token that would repeat an n-gram already in the
+    *generated* part of its row (tokens after `prompt_len`) gets `penalty` subtracted from its logit.
+
+    Hand-written because the library's two tools misfire under a JSON schema: `no_repeat_ngram_size`
+    counts the prompt (it would forbid quoting the passage) and bans with -inf (a schema mask
+    applied after it can then leave no token at all); `repetition_penalty` penalises every token
+    already generated, including the closing quote of a JSON string, so strings run to their
+    length bound. A finite penalty keeps a token the schema requires available.
+    """
+
+    def __init__(self, n: int, prompt_len: int, penalty: float = 100.0):
+        self.n, self.prompt_len, self.penalty = n, prompt_len, penalty
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        n = self.n
+        for row, ids in enumerate(input_ids[:, self.prompt_len:].tolist()):
+            if len(ids) < n:
+                continue
+            prefix = ids[len(ids) - n + 1:]
+            banned = {ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i:i + n - 1] == prefix}
+            if banned:
+                scores[row, list(banned)] -= self.penalty
+        return scores
+
+
+class EmbeddedBackend(Backend):
+    """SmolLM2 through transformers, constrained by outlines to the reply's JSON schema, batched.
+
+    Requests that arrive together are decoded together: `complete` queues the request, and one
+    drain task takes up to `max_batch` queued requests with the same schema and `max_tokens`,
+    left-pads them and runs one `model.generate` over the batch in a worker thread (the model is
+    not re-entrant and already uses every core; the event loop keeps writing the cache meanwhile).
+    SmolLM2-135M decoding on a CPU is bound by memory bandwidth, so a forward pass over 8 sequences
+    costs little more than over one (tests/perf/bench_embedded_batch.py measures the gain).
+
+    The JSON schema is enforced per sequence: outlines' logits processor keeps one guide per row
+    of the batch. Repetition is stopped by `GeneratedNGramPenalty` (a fragment repeated over and
+    over, e.g. `\\times10^{7}` forty times, was the small model's usual failure), applied before the
+    schema mask. With sampling (temperature > 0), the seed is set per batch, so replies depend on
+    which requests were batched together.
     """
 
     via = "embedded"
     dialect = "outlines"
 
-    def __init__(self, temperature: float = 0.0, seed: int | None = 0):
-        self.path = embedded_model_path()
+    def __init__(self, temperature: float = 0.0, seed: int | None = 0, max_batch: int = 8,
+                 no_repeat_ngram: int = 5, gather_s: float = 0.05):
+        self.path = embedded_model_path("float32")
         self.name = EMBEDDED_GENERATOR
         self.temperature = temperature
         self.seed = seed
+        self.max_batch = max_batch
+        self.no_repeat_ngram = no_repeat_ngram
+        self.gather_s = gather_s  # wait this long after the first request for others to join it
         from transformers import AutoConfig, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer.padding_side = "left"
         self.context_tokens = int(AutoConfig.from_pretrained(self.path).max_position_embeddings)
         self._model: Any = None
-        self._generators: dict[str, Any] = {}
+        self._outlines: Any = None
+        self._processors: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()  # set when a request is cancelled (Ctrl-C): generation ends at the next token
-        self._threads: set[threading.Thread] = set()
+        self._queue: list[_Pending] = []
+        self._drain: asyncio.Task[None] | None = None
+        self._stop = threading.Event()  # set by aclose(): a batch in progress stops at its next token
 
     def params(self, schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
         return {"max_tokens": max_tokens, "temperature": self.temperature, "seed": self.seed,
-                "constrained": "outlines-json"}
+                "no_repeat_ngram": self.no_repeat_ngram, "constrained": "outlines-json"}
 
     def body(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
         return {"model": self.name, "messages": messages, **self.params(schema, max_tokens)}
@@ -164,95 +218,99 @@ class EmbeddedBackend(Backend):
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         return len(self.tokenizer(self._prompt(messages), add_special_tokens=False).input_ids)
 
-    def _generator(self, schema: type[BaseModel]) -> Any:
+    def _schema_processor(self, schema: type[BaseModel]) -> Any:
+        """outlines' JSON-schema logits processor (compiled once per schema: it costs seconds)."""
         import outlines
         import torch
         from transformers import AutoModelForCausalLM
 
         if self._model is None:
-            # float32, not the stored bf16: prompts here are long (passage + instructions, ~500-900
-            # tokens) and CPUs without bf16 units prefill them ~3x slower in bf16 (measured: 759
-            # prompt + 60 new tokens, 14.4 s bf16 vs 8.6 s fp32 on this machine's 2 cores).
-            model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32)
-            self._model = outlines.from_transformers(model, self.tokenizer)
+            # float32, not bf16: prompts here are long (passage + instructions, ~500-900 tokens)
+            # and CPUs without bf16 units prefill them ~3x slower in bf16 (measured: 759 prompt +
+            # 60 new tokens, 14.4 s bf16 vs 8.6 s fp32 on this machine's 2 cores).
+            self._model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32)
+            self._outlines = outlines.from_transformers(self._model, self.tokenizer)
+            self.tokenizer.padding_side = "left"  # outlines sets it too; batches are left-padded
         key = json.dumps(schema_json(schema), sort_keys=True)
-        if key not in self._generators:
-            self._generators[key] = outlines.Generator(self._model, schema)
-        return self._generators[key]
+        if key not in self._processors:
+            self._processors[key] = outlines.Generator(self._outlines, schema).logits_processor
+        return self._processors[key]
 
-    def _generate(self, prompt: str, schema: type[BaseModel], max_tokens: int) -> str:
+    def generate_batch(self, prompts: list[str], schema: type[BaseModel], max_tokens: int) -> list[Reply]:
+        """Decode several chat-formatted prompts in one batch; replies in prompt order.
+
+        Blocking (seconds to minutes); `complete` calls it from a worker thread."""
         import torch
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         with self._lock:
-            generator = self._generator(schema)
+            processor = self._schema_processor(schema)
+            processor.reset()  # fresh per-sequence guides for this batch
+            inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            width = inputs.input_ids.shape[1]
+            processors = LogitsProcessorList([processor])
+            if self.no_repeat_ngram:
+                processors.insert(0, GeneratedNGramPenalty(self.no_repeat_ngram, width))
+            stop = self._stop
+
+            class Stopped(StoppingCriteria):
+                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                    return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
+
             kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": self.temperature > 0,
-                                      "stopping_criteria": _stop_criteria(self._stop)}
+                                      "logits_processor": processors, "pad_token_id": self.tokenizer.pad_token_id,
+                                      "stopping_criteria": StoppingCriteriaList([Stopped()])}
             if self.temperature > 0:
                 kwargs["temperature"] = self.temperature
                 if self.seed is not None:
                     torch.manual_seed(self.seed)
-            return generator(prompt, **kwargs)
+            with torch.inference_mode():
+                output = self._model.generate(**inputs, **kwargs)
+        if stop.is_set():
+            raise Transient("stopped: the run is ending")
+        replies = []
+        for row, mask in zip(output[:, width:], inputs.attention_mask, strict=True):
+            ids = row.tolist()
+            stop = ids.index(self.tokenizer.eos_token_id) if self.tokenizer.eos_token_id in ids else len(ids)
+            text = self.tokenizer.decode(ids[:stop], skip_special_tokens=True)
+            replies.append(Reply(text, int(mask.sum()), min(stop + 1, len(ids)),
+                                 "stop" if stop < len(ids) else "length"))
+        return replies
 
     async def complete(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> Reply:
-        prompt = self._prompt(messages)
-        # A thread of its own, not asyncio's default executor: asyncio.run waits for that executor
-        # when it ends, so Ctrl-C would wait for the generation in flight (minutes on a CPU).
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[str] = loop.create_future()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(self._prompt(messages), schema, max_tokens, future))
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.create_task(self._run_queue())
+        return await future
 
-        def work() -> None:
-            try:
-                result: tuple[str | None, BaseException | None] = (self._generate(prompt, schema, max_tokens), None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-                result = (None, exc)
-            try:
-                loop.call_soon_threadsafe(_settle, done, *result)
-            except RuntimeError:  # the loop has closed (the run was interrupted)
-                pass
-
-        thread = threading.Thread(target=work, name=GENERATION_THREAD, daemon=True)
-        self._threads.add(thread)
-        thread.start()
-        try:
-            text = await done
-        except asyncio.CancelledError:
-            self._stop.set()
-            raise
-        finally:
-            self._threads.discard(thread)
-        tokens_in = len(self.tokenizer(prompt, add_special_tokens=False).input_ids)
-        tokens_out = len(self.tokenizer(text, add_special_tokens=False).input_ids)
-        return Reply(text, tokens_in, tokens_out, "length" if tokens_out >= max_tokens else "stop")
-
-    async def aclose(self, wait_s: float = 3.0) -> None:
-        """Stop generations still running (a cancelled run) and wait up to `wait_s` for them to end."""
-        if not any(t.is_alive() for t in self._threads):
-            return
+    async def aclose(self) -> None:
+        """Stop a batch in progress at its next token (Ctrl-C, a fatal error elsewhere): the worker
+        thread cannot be cancelled, and a batch can take minutes."""
         self._stop.set()
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while any(t.is_alive() for t in self._threads) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
 
-
-def _settle(future: asyncio.Future[str], value: str | None, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value or "")
-
-
-def _stop_criteria(event: threading.Event) -> Any:
-    """transformers stopping criteria that end generation once `event` is set."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class StopOnEvent(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([StopOnEvent()])
+    async def _run_queue(self) -> None:
+        """Generate the queued requests, batch after batch, until the queue is empty."""
+        await asyncio.sleep(self.gather_s)
+        while self._queue:
+            self._queue = [p for p in self._queue if not p.future.done()]  # drop cancelled requests
+            if not self._queue:
+                return
+            head = self._queue[0]
+            batch = [p for p in self._queue if p.group == head.group][: self.max_batch]
+            self._queue = [p for p in self._queue if p not in batch]
+            try:
+                replies = await asyncio.to_thread(self.generate_batch, [p.prompt for p in batch], head.schema,
+                                                  head.max_tokens)
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            for p, reply in zip(batch, replies, strict=True):
+                if not p.future.done():
+                    p.future.set_result(reply)
+            await asyncio.sleep(self.gather_s)  # let requests that the replies trigger join the next batch
 
 
 # -- OpenAI-compatible endpoints -----------------------------------------------------------------

@@ -137,7 +137,9 @@ class Builder:
     def passages(self, doc: dict[str, Any]) -> list[Passage]:
         p = self.recipe.passages
         passages = split_passages(doc["id"], doc["text"], p.size_chars, p.overlap_chars, p.min_chars)
-        return passages[: p.max_per_doc] if p.max_per_doc is not None else passages
+        caps = [p.max_per_doc, p.embedded_max_per_doc if self.generator.via == "embedded" else None]
+        cap = min((c for c in caps if c is not None), default=None)
+        return passages[:cap] if cap is not None else passages
 
     def paper(self, doc: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
         """(bare arXiv id, catalog row) for the document; either may be None."""
@@ -216,24 +218,29 @@ class Builder:
         version, rows = load_prompt("qa").version, []
         for i, pair in enumerate(out.value.pairs):  # type: ignore[union-attr]
             item_id = _item_id("qa", p.passage_id, version, self.generator.name, i)
-            row = self._row(doc_index, p.index * 1000 + i, "qa", item_id,
-                            [{"role": "user", "content": pair.question}, {"role": "assistant", "content": pair.answer}],
-                            doc, passage_id=p.passage_id, char_start=p.start, char_end=p.end,
-                            generator=self.generator.name, prompt_version=version)
-            if self.judge is not None:
-                g = await self.engine.run(judge_job(self.judge, item_id, pair.question, pair.answer, p.text,
-                                                    self.recipe.judge))
-                if g.status == "ok":
-                    row.update(grade_fields(g.value, self.judge.name))  # type: ignore[arg-type]
-                    row["scores"] = json.dumps(row["scores"])
-                    if not passes(g.value, self.recipe.judge.threshold):  # type: ignore[arg-type]
-                        row.update(status="below-threshold", reason=f"overall {g.value.overall} < "  # type: ignore[union-attr]
-                                                                    f"{self.recipe.judge.threshold}")
-                else:
-                    self._failed(item_id, "grade", g.status, g.error)
-                    row.update(status="ungraded", reason=f"judge {g.status}: {g.error}")
-            rows.append(row)
+            rows.append(self._row(doc_index, p.index * 1000 + i, "qa", item_id,
+                                  [{"role": "user", "content": pair.question},
+                                   {"role": "assistant", "content": pair.answer}],
+                                  doc, passage_id=p.passage_id, char_start=p.start, char_end=p.end,
+                                  generator=self.generator.name, prompt_version=version))
+        if self.judge is not None:  # the pairs are graded together (a batch for the embedded model)
+            await asyncio.gather(*(self.grade(row, pair.question, pair.answer, p.text)
+                                   for row, pair in zip(rows, out.value.pairs, strict=True)))  # type: ignore[union-attr]
         return rows
+
+    async def grade(self, row: dict[str, Any], question: str, answer: str, passage: str) -> None:
+        """Fill the row's grade columns from the judge (or mark it ungraded / below threshold)."""
+        assert self.judge is not None
+        g = await self.engine.run(judge_job(self.judge, row["id"], question, answer, passage, self.recipe.judge))
+        if g.status != "ok":
+            self._failed(row["id"], "grade", g.status, g.error)
+            row.update(status="ungraded", reason=f"judge {g.status}: {g.error}")
+            return
+        row.update(grade_fields(g.value, self.judge.name))  # type: ignore[arg-type]
+        row["scores"] = json.dumps(row["scores"])
+        if not passes(g.value, self.recipe.judge.threshold):  # type: ignore[arg-type]
+            row.update(status="below-threshold",
+                       reason=f"overall {g.value.overall} < {self.recipe.judge.threshold}")  # type: ignore[union-attr]
 
     async def summary_items(self, doc_index: int, doc: dict[str, Any], ctx: dict[str, str]) -> list[dict]:
         out = await self.engine.run(self.summary_job(doc, ctx))
@@ -478,7 +485,8 @@ def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limi
            generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
            batch_ingest: str | os.PathLike | None, progress: bool) -> dict[str, Any]:
     """One build with its engine: the stages, then the engine's writer closed (replies committed)."""
-    engine = Engine(ws.con, rec.engine, rec.prices, run.run_id, progress=progress, collect=bool(batch_write))
+    engine = Engine(ws.con, rec.engine, rec.prices, run.run_id, progress=progress, collect=bool(batch_write),
+                    run=run)
     try:
         return _stages(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest, engine)
     except BaseException as exc:  # SIGINT/SIGTERM: every reply already in is committed by engine.close()

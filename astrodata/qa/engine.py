@@ -34,11 +34,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 from pydantic import BaseModel, ValidationError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
 
 from astrodata.core.control import fault_point
 from astrodata.core.http import RetryPolicy
-from astrodata.core.workspace import utc_now
+from astrodata.core.progress import RunProgress
+from astrodata.core.workspace import Run, utc_now
 from astrodata.qa.backends import Backend, Fatal, Rejected, Transient, schema_json
 from astrodata.qa.recipe import EngineSettings, Price
 
@@ -306,7 +307,7 @@ class Engine:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, settings: EngineSettings, prices: dict[str, Price],
                  run_id: str | None = None, progress: bool = False, collect: bool = False,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, run: Run | None = None):
         con.execute(SCHEMA)
         self.con = con
         self.settings = settings
@@ -322,12 +323,12 @@ class Engine:
         self.writer = CacheWriter(con)
         self._active = 0
         self._t0 = time.monotonic()
-        self.progress = Progress(
+        self.progress = RunProgress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), TextColumn("{task.fields[tokens]}"),
-            TextColumn("{task.fields[cost]}"), disable=not progress, transient=False,
+            TextColumn("{task.fields[cost]}"), enabled=progress, run=run, transient=False,
         )
-        self.task_id: TaskID = self.progress.add_task("requests", total=0, rate="", tokens="", cost="")
+        self.task_id: TaskID = self.progress.add_task("requests", total=0, rate="", tokens="", cost="", failures=0)
 
     # -- public ------------------------------------------------------------------------------
     def __enter__(self) -> Engine:
@@ -481,7 +482,8 @@ class Engine:
         s = self.stats
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         self.progress.update(self.task_id, rate=f"{s.requests_sent / elapsed:.2f} req/s",
-                             tokens=f"{s.tokens_in + s.tokens_out:,} tok", cost=f"${s.cost_usd:.4f}")
+                             tokens=f"{s.tokens_in + s.tokens_out:,} tok", cost=f"${s.cost_usd:.4f}",
+                             failures=s.failed + s.rejected)
 
     def summary(self) -> dict[str, Any]:
         out = dict(vars(self.stats))

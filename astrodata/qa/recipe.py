@@ -43,6 +43,7 @@ class PassageSettings(Strict):
     overlap_chars: int = Field(ge=0)
     min_chars: int = Field(ge=0)
     max_per_doc: int | None
+    embedded_max_per_doc: int | None = Field(None, ge=1)  # the cap when the generator is the embedded model
 
 
 class QASettings(Strict):
