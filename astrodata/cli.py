@@ -145,9 +145,16 @@ def build_corpus_cmd(
     shard: Annotated[str | None, typer.Option(help="Run only shard K/N of phase 1 (e.g. 2/8); merge later.")] = None,
     bbl: Annotated[str, typer.Option(help="Bibliography .bbl: inline | drop.")] = "inline",
     citations: Annotated[str, typer.Option(help="Citations: marker | keys | drop.")] = "marker",
+    executor: Annotated[str, typer.Option(help="Phase 1 runs: local | ray | slurm.")] = "local",
+    shards: Annotated[int, typer.Option(help="ray/slurm: number of phase-1 shards.")] = 8,
+    ray_address: Annotated[str, typer.Option("--ray-address", help="ray.init address: local (start one) | auto | "
+                                                                   "ray://host:port.")] = "local",
+    submit: Annotated[bool, typer.Option("--submit", help="slurm: submit the jobs (else only write them).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="slurm: print the scripts, submit nothing.")] = False,
 ) -> None:
     """Build the corpus dataset from arXiv e-prints (resumable: re-run to continue)."""
     from astrodata.corpus.build import CorpusOptions, build_corpus, parse_shard
+    from astrodata.corpus.executors import run_corpus
 
     if not (eprints or from_catalog or wikipedia or docs):
         raise UserError("nothing to build from: give --eprints, --from-catalog, --wikipedia and/or --docs")
@@ -156,7 +163,20 @@ def build_corpus_cmd(
                          from_catalog=from_catalog, eprint_url=eprint_url, wikipedia=wikipedia or [],
                          categorylinks=categorylinks, docs=docs or [], license=license, recipe=recipe,
                          benchmarks=benchmark or [])
-    summary = build_corpus(workdir, opts)
+    if executor == "slurm":
+        if dry_run:
+            from astrodata.corpus.executors import slurm_scripts
+
+            for name, text in slurm_scripts(workdir, opts, shards).items():
+                typer.echo(f"# --- {name}\n{text}")
+            return
+        scripts = run_corpus(workdir, opts, executor="slurm", shards=shards, submit=submit)["slurm"]
+        console.print(f"build-corpus: SLURM scripts {', '.join(scripts['scripts'])}"
+                      + (f"; submitted jobs {', '.join(scripts['submitted'])}" if submit else
+                         "; submit with the submit.sh beside them (or --submit)"), highlight=False, soft_wrap=True)
+        return
+    summary = run_corpus(workdir, opts, executor=executor, shards=shards, address=ray_address) \
+        if executor != "local" else build_corpus(workdir, opts)
     if opts.shard is None:
         from cards.render import write_corpus_card
 
@@ -291,6 +311,36 @@ def merge_cmd(
     console.print(f"merge: {summary['tensors']} tensors in {summary['shards']} shard(s), "
                   f"{summary['bytes'] / 1e9:.2f} GB -> {summary['out']} (config and tokenizer from "
                   f"{summary['metadata_from']})", highlight=False)
+
+
+@command("run")
+def run_cmd(
+    recipe: Annotated[str, typer.Argument(help="Run recipe YAML, or a shipped one: demo.yaml, astrosage-8b.yaml.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="a.b=value overrides, e.g. sft.settings.max_steps=4.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Stop after this stage.")] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Run only this stage (its inputs must exist).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (what runs, what is up to date, why).")] = False,
+    publish: Annotated[bool, typer.Option("--publish", help="Also run the publish stage.")] = False,
+    submit: Annotated[bool, typer.Option("--submit", help="corpus executor slurm: submit the jobs.")] = False,
+) -> None:
+    """Run the whole pipeline from one recipe: harvest -> corpus -> qa -> cpt -> sft -> merge -> eval -> report
+    -> cards (-> publish); stages whose settings and inputs are unchanged are skipped."""
+    from astrodata.run.pipeline import run_pipeline
+    from astrodata.run.recipe import load_run_recipe
+    from astrodata.run.report import table
+
+    spec = load_run_recipe(recipe, overrides or [])
+    out = Console()
+
+    def show(ctx: Any, steps: list[Any]) -> None:
+        out.print(table(ctx, steps, f"astrodata run {recipe}: " + ("plan (--dry-run)" if dry_run else ctx.run_id)))
+
+    ctx, steps = run_pipeline(spec, until=until, only=only, dry_run=dry_run, publish=publish, submit=submit,
+                              log=lambda line: console.print(line, highlight=False, soft_wrap=True), show=show)
+    if not dry_run:
+        ran = [s.stage.name for s in steps if s.outcome in ("ran", "resumed")]
+        console.print(f"run: {len(ran)} stage(s) ran ({', '.join(ran) or 'none: every stage is up to date'}); "
+                      f"report in {ctx.root / 'report.md'}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":
