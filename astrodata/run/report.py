@@ -1,5 +1,6 @@
 """The run summary: one row per stage (what it did and why, seconds, outputs, key figures), as a
-terminal table (rich) and as `report.md` / `report.html` in the run folder."""
+terminal table (rich) and as `report.md` / `report.html` in the run folder. `steps` are
+`astrodata.run.pipeline.Step`s (not imported: the pipeline imports this module)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import html
 from pathlib import Path
 from typing import Any
 
-from astrodata.run.pipeline import Step
 from astrodata.run.stages import Context
 
 COLUMNS = ("stage", "action", "why", "seconds", "outputs", "key figures")
@@ -18,7 +18,7 @@ def _figures(figures: dict[str, Any]) -> str:
                      for k, v in figures.items())
 
 
-def rows(ctx: Context, steps: list[Step]) -> list[tuple[str, ...]]:
+def rows(ctx: Context, steps: list[Any]) -> list[tuple[str, ...]]:
     """Table rows: stage, what happened (or would), why, seconds, outputs (relative), key figures."""
     out = []
     for s in steps:
@@ -35,7 +35,7 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def table(ctx: Context, steps: list[Step], title: str) -> Any:
+def table(ctx: Context, steps: list[Any], title: str) -> Any:
     from rich.table import Table
 
     t = Table(title=title, show_lines=False)
@@ -46,7 +46,7 @@ def table(ctx: Context, steps: list[Step], title: str) -> Any:
     return t
 
 
-def render_markdown(ctx: Context, steps: list[Step]) -> str:
+def render_markdown(ctx: Context, steps: list[Any]) -> str:
     total = sum(s.seconds or 0 for s in steps)
     lines = [f"# astrodata run {ctx.run_id}", "",
              f"Run folder `{ctx.root}`; {sum(s.outcome in ('ran', 'resumed') for s in steps)} stage(s) ran in "
@@ -70,7 +70,7 @@ def render_html(markdown: str, title: str) -> str:
             f"<style>{style}</style></head><body>\n{body}</body></html>\n")
 
 
-def write_report(ctx: Context, steps: list[Step]) -> dict[str, Path]:
+def write_report(ctx: Context, steps: list[Any]) -> dict[str, Path]:
     """Write `report.md` and `report.html` in the run folder; returns their paths."""
     markdown = render_markdown(ctx, steps)
     md, page = ctx.path("report.md"), ctx.path("report.html")
