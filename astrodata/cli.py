@@ -198,22 +198,26 @@ def build_qa_cmd(
     out: Annotated[Path, typer.Option("--out", help="Output dataset folder (QA layout: data/*.parquet).")],
     workdir: WorkdirOpt = Path("astrodata-work"),
     limit: Annotated[int | None, typer.Option(help="Take only the first N documents.")] = None,
-    endpoint: Annotated[str | None, typer.Option(
-        help="OpenAI-compatible base URL (key from $OPENAI_API_KEY); default: the embedded model.")] = None,
+    endpoint: Annotated[list[str] | None, typer.Option(
+        help="OpenAI-compatible base URL (key from $OPENAI_API_KEY); repeat for several servers of the same "
+             "model (requests spread over them, failover); default: the embedded model.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
     recipe: Annotated[Path | None, typer.Option(help="Recipe YAML overriding astrodata/recipes/qa.yaml.")] = None,
     dialect: Annotated[str | None, typer.Option(
         help="Structured output: auto | json_schema | json_object_schema | none.")] = None,
     batch_write: Annotated[Path | None, typer.Option(
         "--batch-write", help="Write uncached requests as an OpenAI Batch API JSONL file instead of sending them.")] = None,
-    batch_ingest: Annotated[Path | None, typer.Option(
-        "--batch-ingest", help="Store a Batch API result file's replies in the cache first.")] = None,
+    batch_ingest: Annotated[list[Path] | None, typer.Option(
+        "--batch-ingest", help="Store Batch API result files' replies in the cache first; repeatable.")] = None,
+    batch_split: Annotated[int | None, typer.Option(
+        "--batch-split", help="Split --batch-write into N files (one per node for `vllm run-batch`).")] = None,
 ) -> None:
     """Generate graded QA pairs, summaries and metadata tasks from a corpus, plus the SFT mix (resumable)."""
     from astrodata.qa.build import build_qa
 
-    stats = build_qa(corpus, out, workdir, limit=limit, endpoint=endpoint, model=model, recipe=recipe,
-                     dialect=dialect, batch_write=batch_write, batch_ingest=batch_ingest)
+    stats = build_qa(corpus, out, workdir, limit=limit, endpoint=endpoint[0] if endpoint and len(endpoint) == 1
+                     else endpoint, model=model, recipe=recipe, dialect=dialect, batch_write=batch_write,
+                     batch_ingest=batch_ingest, batch_split=batch_split)
     engine = stats["engine"]
     spent = (f"{engine['requests_sent']} requests sent, {engine['cache_hits']} cached, "
              f"{engine['tokens_in'] + engine['tokens_out']:,} tokens, ${engine['cost_usd']:.4f}")
