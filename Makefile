@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (main job on the embedded defaults) and `make test`.
+# Two entry points: `make demo` (the whole pipeline: astrodata/recipes/demo.yaml) and `make test`.
 # Both create .venv when absent and install the pinned set (torch pinned in the same pip
 # command, so pip takes the CPU build rather than a multi-GB CUDA one).
 PY      ?= python3.11
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements-pinned.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/astrodata build-corpus --eprints $(DEMO_EPRINTS) --out astrodata-work/corpus --workdir astrodata-work
+	$(BIN)/astrodata run demo.yaml "corpus.eprints=[$(DEMO_EPRINTS)]"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

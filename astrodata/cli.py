@@ -341,6 +341,13 @@ def run_cmd(
 
     ctx, steps = run_pipeline(spec, until=until, only=only, dry_run=dry_run, publish=publish, submit=submit,
                               log=lambda line: console.print(line, highlight=False, soft_wrap=True), show=show)
+    corpus = next(s for s in steps if s.stage.name == "corpus")
+    if dry_run and spec.corpus.executor == "slurm" and corpus.action in ("run", "resume"):
+        from astrodata.corpus.executors import slurm_scripts
+        from astrodata.run.stages import corpus_options
+
+        for name, text in slurm_scripts(ctx.root, corpus_options(ctx), spec.corpus.shards, spec.corpus.slurm).items():
+            typer.echo(f"# --- {name}\n{text}")
     if not dry_run:
         ran = [s.stage.name for s in steps if s.outcome in ("ran", "resumed")]
         console.print(f"run: {len(ran)} stage(s) ran ({', '.join(ran) or 'none: every stage is up to date'}); "

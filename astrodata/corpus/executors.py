@@ -26,7 +26,6 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -180,7 +179,8 @@ def slurm_scripts(workdir: Path, opts: CorpusOptions, shards: int,
     """The text of `corpus-shards.sbatch`, `corpus-merge.sbatch` and `submit.sh`."""
     slurm, opts, workdir = slurm or SlurmSettings(), _absolute(opts), Path(workdir).resolve()
     folder = workdir / "slurm"
-    exe = shlex.join([sys.executable, "-m", "astrodata.cli", "build-corpus", *corpus_cli_args(opts),
+    # `astrodata` from the PATH the setup lines prepare (e.g. `source .venv/bin/activate`) on the nodes.
+    exe = shlex.join(["astrodata", "build-corpus", *corpus_cli_args(opts),
                       "--workdir", str(workdir), "--workers", str(slurm.cpus_per_task)])
     array = f"1-{shards}" + (f"%{slurm.max_parallel}" if slurm.max_parallel else "")
     shard_script = _sbatch_header("astrodata-corpus-shards", folder / "logs" / "shard-%A_%a.out", slurm, array)

@@ -120,8 +120,10 @@ def plan(ctx: Context, *, until: str | None = None, only: str | None = None, pub
     last_index = STAGE_NAMES.index(until) if until else len(STAGES) - 1
     steps: list[Step] = []
     rerun: set[str] = set()
-    with Workspace(ctx.root) as ws:
-        previous = {name: ws.last_stage_run(name) for name in STAGE_NAMES}
+    previous: dict[str, dict[str, Any] | None] = dict.fromkeys(STAGE_NAMES)
+    if (ctx.root / "catalog.duckdb").exists():
+        with Workspace(ctx.root) as ws:
+            previous = {name: ws.last_stage_run(name) for name in STAGE_NAMES}
     for i, stage in enumerate(STAGES):
         if stage.name not in enabled:
             steps.append(Step(stage, "off", "not in the recipe"))
@@ -141,10 +143,10 @@ def plan(ctx: Context, *, until: str | None = None, only: str | None = None, pub
             continue
         prev = previous[stage.name]
         upstream = [u for u in stage.after if u in rerun]
-        if upstream and only is None:
-            step.action, step.reason = "run", f"upstream {', '.join(upstream)} re-runs"
-        elif prev is None:
+        if prev is None:
             step.action, step.reason = "run", "never run in this run folder"
+        elif upstream and only is None:
+            step.action, step.reason = "run", f"upstream {', '.join(upstream)} re-runs"
         elif prev["settings_hash"] != s_hash:
             changes = _diff(prev["settings"], settings)
             step.action = "run"
@@ -227,9 +229,10 @@ def execute(ctx: Context, steps: list[Step], log: Any = print) -> list[Step]:
     return steps
 
 
-def new_context(recipe: RunRecipe, *, submit: bool = False, progress: bool = True) -> Context:
+def new_context(recipe: RunRecipe, *, submit: bool = False, progress: bool = True, create: bool = True) -> Context:
     root = Path(recipe.workdir).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     return Context(recipe, root, f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}", submit, progress)
 
 
@@ -243,7 +246,7 @@ def run_pipeline(recipe: RunRecipe, *, until: str | None = None, only: str | Non
     after recording it (the report is still written)."""
     from astrodata.run.report import write_report
 
-    ctx = new_context(recipe, submit=submit, progress=progress)
+    ctx = new_context(recipe, submit=submit, progress=progress, create=not dry_run)
     steps = plan(ctx, until=until, only=only, publish=publish)
     try:
         if not dry_run:
