@@ -1,14 +1,17 @@
-"""Corpus phase 1 on other executors: a real local Ray cluster (results identical to the local build)
-and the SLURM scripts (their text: sbatch is absent here)."""
+"""Corpus phase 1 on other executors: a real local Ray cluster (results identical to the local build,
+also when a shard's worker is killed mid-run) and the SLURM scripts (their text: sbatch is absent here)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -52,7 +55,7 @@ def rows(out: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_ray_build_equals_local_build_row_for_row(tmp_path):
+def test_ray_build_equals_local_build_row_for_row_with_a_worker_killed(tmp_path):
     reason = netns_available()
     if reason:
         pytest.skip(reason)
@@ -67,13 +70,32 @@ def test_ray_build_equals_local_build_row_for_row(tmp_path):
     cmd = [sys.executable, "-m", "astrodata.cli", "build-corpus", "--eprints", str(eprints), "--out",
            str(tmp_path / "ray" / "corpus"), "--workdir", str(tmp_path / "ray"), "--executor", "ray", "--shards", "3",
            "--ray-address", "local"]
+    killed: list[int] = []
+
+    def kill_one_shard_worker(proc: subprocess.Popen) -> None:
+        """SIGKILL the first Ray worker seen running a shard (by PID): Ray must retry that shard."""
+        while proc.poll() is None and not killed:
+            found = subprocess.run(["pgrep", "-f", "ray::_extract_shard"], capture_output=True, text=True)
+            pids = [int(p) for p in found.stdout.split()]
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.2)
+
     try:
-        done = subprocess.run(loopback_netns(cmd), capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+        proc = subprocess.Popen(loopback_netns(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, cwd=ROOT)
+        killer = threading.Thread(target=kill_one_shard_worker, args=(proc,), daemon=True)
+        killer.start()
+        stdout, stderr = proc.communicate(timeout=900)
+        killer.join(timeout=5)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         # The Ray cluster it started is gone: no raylet or GCS process left using that temp folder.
         left = subprocess.run(["pgrep", "-f", str(ray_tmp)], capture_output=True, text=True).stdout.split()
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert len(killed) == 1  # one shard's worker died mid-run; its retry finished the shard
     assert "wrote 3 documents" in done.stderr.replace("\n", " ")
     assert local["output"]["documents"] == 3 and local["output"]["duplicates_removed"] == 3
     assert rows(tmp_path / "ray" / "corpus") == rows(tmp_path / "local" / "corpus")
