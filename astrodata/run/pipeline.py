@@ -170,6 +170,7 @@ def plan(ctx: Context, *, until: str | None = None, only: str | None = None, pub
             else:
                 step.action = "up to date"
                 step.reason = f"settings and inputs unchanged since run {prev['run_id']}"
+                step.figures, step.outputs = prev["figures"] or {}, prev["outputs"] or {}  # what is on disk
         if step.action in ("run", "resume"):
             rerun.add(stage.name)
     return steps

@@ -50,7 +50,8 @@ def render_markdown(ctx: Context, steps: list[Any]) -> str:
     total = sum(s.seconds or 0 for s in steps)
     lines = [f"# astrodata run {ctx.run_id}", "",
              f"Run folder `{ctx.root}`; {sum(s.outcome in ('ran', 'resumed') for s in steps)} stage(s) ran in "
-             f"{total:.1f} s; the record of every stage is in `catalog.duckdb` (table `stage_runs`).", "",
+             f"{total:.1f} s; the record of every stage is in `catalog.duckdb` (table `stage_runs`). "
+             "Up-to-date stages show the outputs and figures of the run that made them.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows(ctx, steps)]
     report = ctx.path("eval-report", "report.md")
