@@ -159,3 +159,31 @@ def test_whole_pipeline_then_nothing_then_only_downstream_of_an_sft_change(tmp_p
     assert actions(steps)["eval"] == "off" and steps[6].reason == "after --until merge"
     _, steps = run_pipeline(load_run_recipe(recipe_file, ["eval.limit=5"]), only="eval", dry_run=True)
     assert [s.stage.name for s in steps if s.action == "run"] == ["eval"]
+
+
+def test_slurm_corpus_waits_for_its_jobs_then_adopts_their_output(tmp_path):
+    from dataclasses import replace
+
+    from astrodata.corpus.build import build_corpus
+    from astrodata.run.stages import corpus_options
+
+    recipe = corpus_recipe(tmp_path, executor="slurm", shards=2).model_copy(update={"cards": load_run_recipe(
+        "demo").cards})
+    ctx, steps = run_pipeline(recipe, progress=False, log=lambda _: None)
+    assert actions(steps)["corpus"] == "submitted" and actions(steps)["cards"] == "waiting"
+    assert "runs on SLURM" in steps[8].reason
+    assert sorted(p.name for p in (ctx.root / "slurm").glob("*.s*")) == [
+        "corpus-merge.sbatch", "corpus-shards.sbatch", "submit.sh"]
+    with Workspace(ctx.root) as ws:
+        assert ws.last_stage_run("corpus")["status"] == "submitted"
+    # What the jobs do on the cluster: each array task, then the merge job.
+    opts = corpus_options(ctx)
+    for k in (1, 2):
+        build_corpus(ctx.root, replace(opts, shard=(k, 2), progress=False))
+    build_corpus(ctx.root, replace(opts, progress=False))
+    _, steps = run_pipeline(recipe, progress=False, log=lambda _: None)
+    assert actions(steps)["corpus"] == "resumed" and steps[1].figures == {
+        "documents": 3, "tokens": steps[1].figures["tokens"], "executor": "slurm"}
+    assert actions(steps)["cards"] == "ran" and (ctx.root / "corpus" / "README.md").is_file()
+    _, steps = run_pipeline(recipe, progress=False, log=lambda _: None)
+    assert actions(steps)["corpus"] == actions(steps)["cards"] == "up to date"

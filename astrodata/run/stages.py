@@ -125,9 +125,16 @@ def _corpus_reset(ctx: Context) -> None:
 
 
 def _corpus_run(ctx: Context) -> dict[str, Any]:
+    import json
+
     from astrodata.corpus.executors import run_corpus
 
     c = ctx.recipe.corpus
+    stats, submitted = ctx.path("corpus", "stats.json"), ctx.path("slurm", "submit.sh")
+    if c.executor == "slurm" and submitted.is_file() and stats.is_file() \
+            and stats.stat().st_mtime > submitted.stat().st_mtime:
+        s = json.loads(stats.read_text())  # the SLURM merge job has finished: adopt its output
+        return {"documents": s.get("documents"), "tokens": s.get("tokens"), "executor": "slurm"}
     summary = run_corpus(ctx.root, corpus_options(ctx), executor=c.executor, shards=c.shards,
                          address=c.ray_address, slurm=c.slurm, submit=ctx.submit)
     if "slurm" in summary:
