@@ -45,7 +45,7 @@ class SlurmSettings(Strict):
 
     partition: str | None = None
     account: str | None = None
-    time: str = "04:00:00"  # per shard (our choice: room for ~10k papers at the measured ~0.4 s each)
+    time: str = "04:00:00"  # per shard (our choice: ~10k e-prints at ~0.17 core-s each, bench_corpus.py, with room)
     cpus_per_task: int = 8  # also the shard's worker processes
     mem: str = "32G"
     max_parallel: int | None = None  # `--array=1-N%M`: at most M shards at once

@@ -189,7 +189,7 @@ def _fresh(step: Step) -> bool:
 def execute(ctx: Context, steps: list[Step], log: Any = print) -> list[Step]:
     """Run the planned steps in order, recording each in `stage_runs`; stops at the first failure
     (raised after the failure is recorded). Returns the steps with their outcomes."""
-    enabled = {s.stage.name for s in steps if s.settings}
+    enabled = {s.name for s in STAGES if s.enabled(ctx.recipe)}
     for step in steps:
         stage = step.stage
         if step.action not in ("run", "resume"):

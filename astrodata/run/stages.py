@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,6 @@ class Stage:
     run: Callable[[Context], dict[str, Any]]  # returns the key figures
     reset: Callable[[Context], None] = lambda ctx: None  # remove partial state before a fresh run
     fresh_on_input_change: bool = True  # False: the stage's own resume absorbs new inputs
-    notes: list[str] = field(default_factory=list)
 
 
 def _dump(model: Any, exclude: set[str] | None = None) -> dict[str, Any]:
@@ -150,10 +149,10 @@ def _qa_settings(ctx: Context) -> dict[str, Any]:
     from astrodata.qa.recipe import load_qa_recipe
 
     q = ctx.recipe.qa
-    update = {k: v for k, v in (("model", q.model), ("dialect", q.dialect)) if v is not None}
     recipe = load_qa_recipe(q.recipe, q.settings)
-    return {"limit": q.limit, "qa_recipe": _dump(recipe) | {"generator": {**_dump(recipe.generator), **update,
-                                                                          "endpoint": None}}}
+    given = {k: v for k, v in (("model", q.model), ("dialect", q.dialect)) if v is not None}
+    generator = {**_dump(recipe.generator), **given, "endpoint": None}  # endpoints: where, not what
+    return {"limit": q.limit, "qa_recipe": {**_dump(recipe), "generator": generator}}
 
 
 def _qa_run(ctx: Context) -> dict[str, Any]:
@@ -230,11 +229,6 @@ def merge_config(ctx: Context) -> Any:
     return MergeConfig(models=[{"path": ctx.path("sft"), "weight": m.weight},
                                {"path": instruct, "weight": round(1 - m.weight, 10)}],
                        out=ctx.path("model"), dtype=m.dtype, base_from=instruct, max_shard_size=m.max_shard_size)
-
-
-def _merge_settings(ctx: Context) -> dict[str, Any]:
-    m = ctx.recipe.merge
-    return _dump(m)
 
 
 def _merge_run(ctx: Context) -> dict[str, Any]:
@@ -371,7 +365,8 @@ STAGES: list[Stage] = [
     Stage("sft", ("cpt", "qa"), lambda r: r.sft is not None and r.qa is not None, _train_settings("sft"),
           _train_inputs("sft"), lambda ctx: {"model": Output(ctx.path("sft"), MODEL_FILES)}, _train_run("sft"),
           _wipe("sft")),
-    Stage("merge", ("sft",), lambda r: r.merge is not None and r.sft is not None, _merge_settings,
+    Stage("merge", ("sft",), lambda r: r.merge is not None and r.sft is not None,
+          lambda ctx: _dump(ctx.recipe.merge),
           lambda ctx: {"instruct": _model_path(ctx.recipe.merge.instruct)},
           lambda ctx: {"model": Output(ctx.path("model"), MODEL_FILES)}, _merge_run, _wipe("model")),
     Stage("eval", ("merge",), lambda r: r.eval is not None, lambda ctx: _dump(ctx.recipe.eval), _eval_inputs,
