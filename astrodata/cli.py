@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -305,6 +306,15 @@ def build_qa_cmd(
                          batch_split=batch_split, overrides=overrides)
     except Interrupted as exc:
         console.print(exc.message(), highlight=False, soft_wrap=True)
+        import threading
+
+        from astrodata.qa.backends import GENERATION_THREAD
+
+        if any(t.name == GENERATION_THREAD and t.is_alive() for t in threading.enumerate()):
+            # a model load or batch still inside torch: an interpreter shutdown would wait for it or
+            # abort on its threads; the catalog is already closed and every reply committed
+            sys.stderr.flush()
+            os._exit(130)
         raise typer.Exit(130) from None
     engine = stats["engine"]
     spent = (f"{engine['requests_sent']} requests sent, {engine['cache_hits']} cached, "

@@ -116,7 +116,7 @@ def load_config(model: type[M], path: str | Path | None = None,
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(f"{path or default or 'config'}: {describe_errors(exc, overridden=given)}") from None
+        raise ValueError(f"{path or default or 'config'}: {describe_errors(exc, overridden=given if path is not None else None)}") from None
 
 
 def describe_errors(exc: ValidationError, names: Mapping[str, str] | None = None,

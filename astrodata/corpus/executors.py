@@ -27,7 +27,6 @@ import shlex
 import shutil
 import subprocess
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +80,11 @@ def _absolute(opts: CorpusOptions) -> CorpusOptions:
     """Paths made absolute, so workers on other machines or in other folders read the same files."""
     def fix(p: Path | None) -> Path | None:
         return None if p is None else Path(p).resolve()
-    return replace(opts, out=fix(opts.out), eprints=[fix(p) for p in opts.eprints], docs=[fix(p) for p in opts.docs],
-                   recipe=fix(opts.recipe), benchmarks=[fix(p) for p in opts.benchmarks],
-                   categorylinks=fix(opts.categorylinks),
-                   wikipedia=[str(Path(w).resolve()) if Path(w).exists() else w for w in opts.wikipedia])
+    return opts.model_copy(update={
+        "out": fix(opts.out), "eprints": [fix(p) for p in opts.eprints], "docs": [fix(p) for p in opts.docs],
+        "recipe": fix(opts.recipe), "benchmarks": [fix(p) for p in opts.benchmarks],
+        "categorylinks": fix(opts.categorylinks),
+        "wikipedia": [str(Path(w).resolve()) if Path(w).exists() else w for w in opts.wikipedia]})
 
 
 def seed_shard_workspaces(workdir: Path, shards: int) -> None:
@@ -106,7 +106,7 @@ def seed_shard_workspaces(workdir: Path, shards: int) -> None:
 # -- Ray ---------------------------------------------------------------------------------------
 def _extract_shard(workdir: str, opts: CorpusOptions, shard: tuple[int, int]) -> dict[str, Any]:
     """One Ray task: phase 1 of one shard, one worker process (the task holds one CPU)."""
-    return build_corpus(Path(workdir), replace(opts, shard=shard, workers=1, progress=False))
+    return build_corpus(Path(workdir), opts.model_copy(update={"shard": shard, "workers": 1, "progress": False}))
 
 
 def run_ray_shards(workdir: Path, opts: CorpusOptions, shards: int, address: str = "local",

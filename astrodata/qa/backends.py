@@ -40,6 +40,8 @@ from astrodata.core.http import (
 )
 from astrodata.core.models import EMBEDDED_NAME, embedded_model_path
 
+GENERATION_THREAD = "embedded-generate"  # the thread name of an embedded generation in flight
+
 DIALECTS = ("json_schema", "json_object_schema", "none")
 EMBEDDED_GENERATOR = "embedded/SmolLM2-135M-Instruct"
 
@@ -300,8 +302,8 @@ class EmbeddedBackend(Backend):
             batch = [p for p in self._queue if p.group == head.group][: self.max_batch]
             self._queue = [p for p in self._queue if p not in batch]
             try:
-                replies = await asyncio.to_thread(self.generate_batch, [p.prompt for p in batch], head.schema,
-                                                  head.max_tokens)
+                replies = await in_generation_thread(self.generate_batch, [p.prompt for p in batch],
+                                                     head.schema, head.max_tokens)
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                 for p in batch:
                     if not p.future.done():
@@ -311,6 +313,33 @@ class EmbeddedBackend(Backend):
                 if not p.future.done():
                     p.future.set_result(reply)
             await asyncio.sleep(self.gather_s)  # let requests that the replies trigger join the next batch
+
+
+async def in_generation_thread(fn: Any, *args: Any) -> Any:
+    """`fn(*args)` in a daemon thread named GENERATION_THREAD; its result awaited.
+
+    Not asyncio's default executor: `asyncio.run` waits for that executor's threads when it ends, so
+    Ctrl-C would wait for a model load or a prefill in flight (tens of seconds on a CPU; the stop
+    event is only seen between tokens). The CLI exits without waiting for a thread still in torch."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if not done.done():
+            done.set_exception(error) if error is not None else done.set_result(value)
+
+    def work() -> None:
+        try:
+            result: tuple[Any, BaseException | None] = (fn(*args), None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            result = (None, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *result)
+        except RuntimeError:  # the loop has closed (the run was interrupted)
+            pass
+
+    threading.Thread(target=work, name=GENERATION_THREAD, daemon=True).start()
+    return await done
 
 
 # -- OpenAI-compatible endpoints -----------------------------------------------------------------
