@@ -103,6 +103,24 @@ def test_bad_options_and_recipes_fail_in_one_line_before_any_work(tmp_path, monk
     assert not (tmp_path / "work").exists() and not (tmp_path / "out").exists(), "no work before the check"
 
 
+@pytest.mark.parametrize(("out", "work", "named"), [
+    ("in", "work", "--out"), ("in/out", "work", "--out"), (".", "work", "--out ."),
+    ("out", "in", "--workdir in"), ("out", "in/work", "--workdir in/work")])
+def test_out_or_workdir_overlapping_an_input_folder_is_refused(tmp_path, monkeypatch, out, work, named):
+    """Outputs written into an input folder are read back as e-prints by the next run (or the data
+    swap replaces the inputs): refused in one line before anything is written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "2401.00001v1.tex").write_text(paper(0))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = CliRunner().invoke(app, ["build-corpus", "--eprints", "in", "--out", out, "--workdir", work])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1, result.output
+    assert len(lines) == 1 and lines[0].startswith(f"error: ValueError: {named}"), result.output
+    assert "input folder in" in lines[0] or named == "--out .", lines[0]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before, "nothing written"
+
+
 # -- hostile folders: every fault is a recorded per-item outcome ----------------------------------
 def tar_bytes(members: dict[str, bytes], *, global_header: str | None = None) -> bytes:
     buf = io.BytesIO()

@@ -143,6 +143,22 @@ def check_out(out: Path, workdir: Path) -> Path:
     return resolved
 
 
+def check_apart_from_inputs(out: Path | None, workdir: Path, inputs: list[Path]) -> None:
+    """Refuses an output folder or workspace that is an input folder (`--eprints`, `--docs`), lies
+    inside one (the next run would read our own files as documents), or, for `--out`, holds one
+    (the data swap would replace it). Raises ValueError naming both options."""
+    work = Path(workdir).resolve()
+    for given in inputs:
+        folder = Path(given).resolve()
+        if not folder.is_dir():
+            continue
+        if out is not None and (Path(out).resolve() == folder or folder in Path(out).resolve().parents
+                                or Path(out).resolve() in folder.parents):
+            raise ValueError(f"--out {out}: overlaps the input folder {given}; write outputs elsewhere")
+        if work == folder or folder in work.parents:
+            raise ValueError(f"--workdir {workdir}: lies in the input folder {given}; put the workspace elsewhere")
+
+
 def parse_shard(spec: str) -> tuple[int, int]:
     """`"2/8"` -> (2, 8), with a clear error for anything else."""
     try:
@@ -494,6 +510,7 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
     require_utf8_path(Path(workdir), "--workdir")
     if opts.shard is None:
         opts.out = check_out(require_utf8_path(opts.out, "--out"), workdir)
+    check_apart_from_inputs(opts.out if opts.shard is None else None, workdir, [*opts.eprints, *opts.docs])
     with interrupt_handling(), output_lock(opts.out) if opts.shard is None else nullcontext():
         ws = Workspace(shard_workspace(Path(workdir), opts.shard))
         try:
