@@ -330,3 +330,24 @@ def test_failures_from_settings_or_the_machine_are_not_final(tmp_path):
     assert "1 already done" in " ".join(res.stderr.split())  # the not-latex input failure stays final
     retried = " ".join(cli(*base, "--retry-failed", cwd=tmp_path).stderr.split())
     assert "1 failed" in retried and "3 already done" in retried, retried
+
+
+def test_entries_an_eprints_folder_does_not_read_are_recorded(tmp_path):
+    """A subfolder (e.g. unpacked bulk tars' YYMM/), a FIFO or a broken link is not read: each is a
+    recorded `discover` error, so an empty corpus from a nested folder is never silent."""
+    from astrodata.corpus.steps import arxiv_tasks
+
+    (tmp_path / "2401.00001v1.tex").write_text(paper(0))
+    (tmp_path / "2402").mkdir()
+    (tmp_path / "2402" / "2402.00002v1.tex").write_text(paper(1))
+    os.mkfifo(tmp_path / "2403.00003v1.tex")
+    (tmp_path / "2404.00004v1.tex").symlink_to(tmp_path / "missing")
+    (tmp_path / os.fsdecode(b"d\xe9")).mkdir()
+    rejected = []
+    tasks = list(arxiv_tasks([tmp_path], rejected.append))
+    assert [t.doc_id for t in tasks] == ["arxiv:2401.00001v1"]
+    assert sorted((r.doc_id, r.stage, r.reason) for r in rejected) == [
+        ("arxiv-skipped:2402", "discover", "subfolder"),
+        ("arxiv-skipped:2403.00003v1.tex", "discover", "not-a-file"),
+        ("arxiv-skipped:2404.00004v1.tex", "discover", "not-a-file"),
+        ("arxiv-skipped:d\\xe9", "discover", "subfolder")]
