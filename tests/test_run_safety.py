@@ -328,6 +328,8 @@ def test_failures_from_settings_or_the_machine_are_not_final(tmp_path):
     assert outcome() == {"2405.00000v1": "done", "2405.00001v1": "done", "2405.00002v1": "done",
                          "2405.88888v1": "error"}
     assert "1 already done" in " ".join(res.stderr.split())  # the not-latex input failure stays final
+    stale = catalog(tmp_path / "work", "SELECT source_id, error FROM documents WHERE status = 'done' AND error IS NOT NULL")
+    assert stale == [], "a retried paper that is done keeps no error"
     retried = " ".join(cli(*base, "--retry-failed", cwd=tmp_path).stderr.split())
     assert "1 failed" in retried and "3 already done" in retried, retried
 

@@ -284,7 +284,7 @@ class Ledger:
             self.choice(doc.id, "duplicate-id", f"a second {row['source']} document with this id was ignored")
             return
         self.pending[doc.id] = {"source": row["source"], "source_id": row["source_id"], "stage": EXTRACT_STAGE,
-                                "run_id": self.run.run_id, **doc.fields}
+                                "run_id": self.run.run_id, "error": None, **doc.fields}  # a retried failure
         self.writer.add(row)
         self.counts[row["source"]] = self.counts.get(row["source"], 0) + 1
         if len(self.pending) >= self.opts.flush_every or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
