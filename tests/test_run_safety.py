@@ -353,3 +353,19 @@ def test_entries_an_eprints_folder_does_not_read_are_recorded(tmp_path):
         ("arxiv-skipped:2403.00003v1.tex", "discover", "not-a-file"),
         ("arxiv-skipped:2404.00004v1.tex", "discover", "not-a-file"),
         ("arxiv-skipped:d\\xe9", "discover", "subfolder")]
+
+
+def test_interrupt_after_the_last_document_still_says_interrupted(tmp_path, monkeypatch):
+    """A Ctrl-C landing after the extraction loop (while signatures are computed) ends like any other:
+    exit 130 with `interrupted: N done`, N the documents this run finished."""
+    import astrodata.corpus.build as build
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "write_signatures", interrupted)
+    result = CliRunner().invoke(app, ["build-corpus", "--eprints", str(EPRINTS), "--out", str(tmp_path / "out"),
+                                      "--workdir", str(tmp_path / "work"), "--workers", "1"])
+    assert result.exit_code == 130, result.output
+    done = catalog(tmp_path / "work", "SELECT count(*) FROM documents WHERE status = 'done'")[0][0]
+    assert done > 0 and f"interrupted: {done} done" in result.output, result.output

@@ -521,7 +521,16 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
                     run.counts["shard_catalogs_merged"] = merge_shard_catalogs(ws)
                 if opts.from_catalog:
                     opts.eprints = [*opts.eprints, download_harvested(ws, opts, run)]
-                finished = extract(ws, opts, recipe, run)
+                try:
+                    finished = extract(ws, opts, recipe, run)
+                except Interrupted:
+                    raise
+                except BaseException as exc:  # an interrupt outside extract's own handler (e.g. signatures)
+                    if not is_interrupt(exc):
+                        raise
+                    raise Interrupted(ws.con.execute(
+                        "SELECT count(*) FROM documents WHERE run_id = ? AND status <> 'pending'",
+                        [run.run_id]).fetchone()[0]) from None
                 if opts.shard is None:
                     try:
                         run.counts["output"] = finalize(ws, opts, recipe, run)
