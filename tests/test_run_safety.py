@@ -121,6 +121,16 @@ def test_out_or_workdir_overlapping_an_input_folder_is_refused(tmp_path, monkeyp
     assert sorted(p.name for p in tmp_path.rglob("*")) == before, "nothing written"
 
 
+def test_workdir_that_is_a_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "work").write_text("not a folder")
+    result = CliRunner().invoke(app, ["build-corpus", "--eprints", str(EPRINTS), "--out", str(tmp_path / "out"),
+                                      "--workdir", str(tmp_path / "work")])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].endswith("work: exists and is not a folder") and "--workdir" in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 # -- hostile folders: every fault is a recorded per-item outcome ----------------------------------
 def tar_bytes(members: dict[str, bytes], *, global_header: str | None = None) -> bytes:
     buf = io.BytesIO()

@@ -508,6 +508,8 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
     if opts.benchmarks:
         recipe.decontam.benchmarks = [*recipe.decontam.benchmarks, *map(str, opts.benchmarks)]
     require_utf8_path(Path(workdir), "--workdir")
+    if Path(workdir).exists() and not Path(workdir).is_dir():
+        raise ValueError(f"--workdir {workdir}: exists and is not a folder")
     if opts.shard is None:
         opts.out = check_out(require_utf8_path(opts.out, "--out"), workdir)
     check_apart_from_inputs(opts.out if opts.shard is None else None, workdir, [*opts.eprints, *opts.docs])
