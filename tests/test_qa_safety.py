@@ -189,6 +189,21 @@ def test_bad_options_fail_before_any_work(tmp_path, corpus, args, named):
     assert stub.received == [] and not (tmp_path / "work").exists()
 
 
+@pytest.mark.parametrize(("out", "work", "named"), [("corpus/data", "work", "--out corpus/data"),
+                                                     (".", "work", "--out ."), ("qa", "corpus", "--workdir corpus"),
+                                                     ("qa", "corpus/work", "--workdir corpus/work")])
+def test_out_or_workdir_inside_the_corpus_is_refused(tmp_path, corpus, out, work, named):
+    """QA files or the catalog written into the corpus folder would be read or published with it."""
+    before = sorted(p.relative_to(corpus).as_posix() for p in corpus.rglob("*"))
+    stub = StubServer()
+    try:
+        res = build_qa(tmp_path, corpus, stub, out=out, work=work)
+    finally:
+        stub.close()
+    assert res.returncode == 1 and named in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert stub.received == [] and sorted(p.relative_to(corpus).as_posix() for p in corpus.rglob("*")) == before
+
+
 # -- kill -9 at every write, then resume --------------------------------------------------------------
 QA_KILL_POINTS = ["qa-cache", "qa-items", "qa-out-partial", "qa-swap", "qa-stats"]
 

@@ -103,6 +103,34 @@ def test_bad_options_and_recipes_fail_in_one_line_before_any_work(tmp_path, monk
     assert not (tmp_path / "work").exists() and not (tmp_path / "out").exists(), "no work before the check"
 
 
+@pytest.mark.parametrize(("out", "work", "named"), [
+    ("in", "work", "--out"), ("in/out", "work", "--out"), (".", "work", "--out ."),
+    ("out", "in", "--workdir in"), ("out", "in/work", "--workdir in/work")])
+def test_out_or_workdir_overlapping_an_input_folder_is_refused(tmp_path, monkeypatch, out, work, named):
+    """Outputs written into an input folder are read back as e-prints by the next run (or the data
+    swap replaces the inputs): refused in one line before anything is written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "2401.00001v1.tex").write_text(paper(0))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = CliRunner().invoke(app, ["build-corpus", "--eprints", "in", "--out", out, "--workdir", work])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1, result.output
+    assert len(lines) == 1 and lines[0].startswith(f"error: ValueError: {named}"), result.output
+    assert "input folder in" in lines[0] or named == "--out .", lines[0]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before, "nothing written"
+
+
+def test_workdir_that_is_a_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "work").write_text("not a folder")
+    result = CliRunner().invoke(app, ["build-corpus", "--eprints", str(EPRINTS), "--out", str(tmp_path / "out"),
+                                      "--workdir", str(tmp_path / "work")])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].endswith("work: exists and is not a folder") and "--workdir" in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 # -- hostile folders: every fault is a recorded per-item outcome ----------------------------------
 def tar_bytes(members: dict[str, bytes], *, global_header: str | None = None) -> bytes:
     buf = io.BytesIO()
@@ -310,5 +338,44 @@ def test_failures_from_settings_or_the_machine_are_not_final(tmp_path):
     assert outcome() == {"2405.00000v1": "done", "2405.00001v1": "done", "2405.00002v1": "done",
                          "2405.88888v1": "error"}
     assert "1 already done" in " ".join(res.stderr.split())  # the not-latex input failure stays final
+    stale = catalog(tmp_path / "work", "SELECT source_id, error FROM documents WHERE status = 'done' AND error IS NOT NULL")
+    assert stale == [], "a retried paper that is done keeps no error"
     retried = " ".join(cli(*base, "--retry-failed", cwd=tmp_path).stderr.split())
     assert "1 failed" in retried and "3 already done" in retried, retried
+
+
+def test_entries_an_eprints_folder_does_not_read_are_recorded(tmp_path):
+    """A subfolder (e.g. unpacked bulk tars' YYMM/), a FIFO or a broken link is not read: each is a
+    recorded `discover` error, so an empty corpus from a nested folder is never silent."""
+    from astrodata.corpus.steps import arxiv_tasks
+
+    (tmp_path / "2401.00001v1.tex").write_text(paper(0))
+    (tmp_path / "2402").mkdir()
+    (tmp_path / "2402" / "2402.00002v1.tex").write_text(paper(1))
+    os.mkfifo(tmp_path / "2403.00003v1.tex")
+    (tmp_path / "2404.00004v1.tex").symlink_to(tmp_path / "missing")
+    (tmp_path / os.fsdecode(b"d\xe9")).mkdir()
+    rejected = []
+    tasks = list(arxiv_tasks([tmp_path], rejected.append))
+    assert [t.doc_id for t in tasks] == ["arxiv:2401.00001v1"]
+    assert sorted((r.doc_id, r.stage, r.reason) for r in rejected) == [
+        ("arxiv-skipped:2402", "discover", "subfolder"),
+        ("arxiv-skipped:2403.00003v1.tex", "discover", "not-a-file"),
+        ("arxiv-skipped:2404.00004v1.tex", "discover", "not-a-file"),
+        ("arxiv-skipped:d\\xe9", "discover", "subfolder")]
+
+
+def test_interrupt_after_the_last_document_still_says_interrupted(tmp_path, monkeypatch):
+    """A Ctrl-C landing after the extraction loop (while signatures are computed) ends like any other:
+    exit 130 with `interrupted: N done`, N the documents this run finished."""
+    import astrodata.corpus.build as build
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "write_signatures", interrupted)
+    result = CliRunner().invoke(app, ["build-corpus", "--eprints", str(EPRINTS), "--out", str(tmp_path / "out"),
+                                      "--workdir", str(tmp_path / "work"), "--workers", "1"])
+    assert result.exit_code == 130, result.output
+    done = catalog(tmp_path / "work", "SELECT count(*) FROM documents WHERE status = 'done'")[0][0]
+    assert done > 0 and f"interrupted: {done} done" in result.output, result.output

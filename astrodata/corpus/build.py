@@ -144,6 +144,22 @@ def check_out(out: Path, workdir: Path) -> Path:
     return resolved
 
 
+def check_apart_from_inputs(out: Path | None, workdir: Path, inputs: list[Path]) -> None:
+    """Refuses an output folder or workspace that is an input folder (`--eprints`, `--docs`), lies
+    inside one (the next run would read our own files as documents), or, for `--out`, holds one
+    (the data swap would replace it). Raises ValueError naming both options."""
+    work = Path(workdir).resolve()
+    for given in inputs:
+        folder = Path(given).resolve()
+        if not folder.is_dir():
+            continue
+        if out is not None and (Path(out).resolve() == folder or folder in Path(out).resolve().parents
+                                or Path(out).resolve() in folder.parents):
+            raise ValueError(f"--out {out}: overlaps the input folder {given}; write outputs elsewhere")
+        if work == folder or folder in work.parents:
+            raise ValueError(f"--workdir {workdir}: lies in the input folder {given}; put the workspace elsewhere")
+
+
 def parse_shard(spec: str) -> tuple[int, int]:
     """`"2/8"` -> (2, 8), with a clear error for anything else."""
     try:
@@ -269,7 +285,7 @@ class Ledger:
             self.choice(doc.id, "duplicate-id", f"a second {row['source']} document with this id was ignored")
             return
         self.pending[doc.id] = {"source": row["source"], "source_id": row["source_id"], "stage": EXTRACT_STAGE,
-                                "run_id": self.run.run_id, **doc.fields}
+                                "run_id": self.run.run_id, "error": None, **doc.fields}  # a retried failure
         self.writer.add(row)
         self.counts[row["source"]] = self.counts.get(row["source"], 0) + 1
         if len(self.pending) >= self.opts.flush_every or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
@@ -493,8 +509,11 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
     if opts.benchmarks:
         recipe.decontam.benchmarks = [*recipe.decontam.benchmarks, *map(str, opts.benchmarks)]
     require_utf8_path(Path(workdir), "--workdir")
+    if Path(workdir).exists() and not Path(workdir).is_dir():
+        raise ValueError(f"--workdir {workdir}: exists and is not a folder")
     if opts.shard is None:
         opts.out = check_out(require_utf8_path(opts.out, "--out"), workdir)
+    check_apart_from_inputs(opts.out if opts.shard is None else None, workdir, [*opts.eprints, *opts.docs])
     with interrupt_handling(), output_lock(opts.out) if opts.shard is None else nullcontext():
         ws = Workspace(shard_workspace(Path(workdir), opts.shard))
         try:
@@ -505,7 +524,16 @@ def build_corpus(workdir: Path, opts: CorpusOptions) -> dict[str, Any]:
                     run.counts["shard_catalogs_merged"] = merge_shard_catalogs(ws)
                 if opts.from_catalog:
                     opts.eprints = [*opts.eprints, download_harvested(ws, opts, run)]
-                finished = extract(ws, opts, recipe, run)
+                try:
+                    finished = extract(ws, opts, recipe, run)
+                except Interrupted:
+                    raise
+                except BaseException as exc:  # an interrupt outside extract's own handler (e.g. signatures)
+                    if not is_interrupt(exc):
+                        raise
+                    raise Interrupted(ws.con.execute(
+                        "SELECT count(*) FROM documents WHERE run_id = ? AND status <> 'pending'",
+                        [run.run_id]).fetchone()[0]) from None
                 if opts.shard is None:
                     try:
                         run.counts["output"] = finalize(ws, opts, recipe, run)

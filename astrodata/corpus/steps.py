@@ -126,7 +126,8 @@ def is_bulk_tar(path: Path) -> bool:
 def arxiv_tasks(inputs: list[Path], on_error: Callable[[Rejection], None]) -> Iterator[Task]:
     """Every e-print under the given folders or files: arXiv bulk tars (`arXiv_src_*.tar`) are read
     member by member, any other file is one e-print. A damaged bulk tar is recorded as an error
-    (after its good members) and the other inputs go on."""
+    (after its good members) and the other inputs go on; so is each subfolder, FIFO or broken link
+    in a folder (`discover`: `subfolder` / `not-a-file`), which is not read."""
     from astrodata.sources.eprints import EprintError, iter_bulk_tar, iter_local_eprints
 
     for item in inputs:
@@ -149,6 +150,13 @@ def arxiv_tasks(inputs: list[Path], on_error: Callable[[Rejection], None]) -> It
                 on_error(Rejection(f"arxiv-bulk:{name}", "arxiv-bulk", name, "unpack", exc.reason, str(exc),
                                    fields={"details": {"detail": str(exc)}}))
         if item.is_dir():
+            for entry in sorted(item.iterdir()):  # what is not read is recorded, never silently lost
+                if not entry.name.startswith(".") and not entry.is_file():
+                    reason = "subfolder" if entry.is_dir() else "not-a-file"
+                    name = readable_id(entry.name)
+                    detail = f"{reason}: {readable_id(str(entry))} not read (--eprints reads files, not subfolders)"
+                    on_error(Rejection(f"arxiv-skipped:{name}", "arxiv-skipped", name, "discover", reason, detail,
+                                       fields={"details": {"detail": detail}}))
             for eprint_id, path in iter_local_eprints(item):
                 if not path.name.startswith(BULK_PREFIX):
                     eprint_id = readable_id(eprint_id)

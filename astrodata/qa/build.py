@@ -442,8 +442,11 @@ def build_qa(corpus: str | os.PathLike, out: str | os.PathLike, workdir: str | o
     rec = _resolve(load_qa_recipe(recipe, overrides), endpoint, model, dialect)
     if not (corpus / "data").is_dir() or not shard_files(corpus):
         raise QAInputError(f"corpus {corpus}: no data/*.parquet shards (is it a build-corpus output folder?)")
-    if out.resolve() == corpus.resolve():
-        raise QAInputError("--out must differ from --corpus")
+    source, target, work = corpus.resolve(), out.resolve(), Path(workdir).resolve()
+    if target == source or source in target.parents or target in source.parents:
+        raise QAInputError(f"--out {out}: must differ from --corpus and lie neither inside nor above it")
+    if work == source or source in work.parents:  # the catalog would be published with the corpus
+        raise QAInputError(f"--workdir {workdir}: lies in the --corpus folder {corpus}; put the workspace elsewhere")
     if (batch_write or batch_ingest) and rec.generator.endpoint is None:
         raise QAInputError("batch mode needs --endpoint and --model (the server the batch will run on)")
     if batch_write and rec.generator.dialect == "auto":
