@@ -39,6 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--papers", type=int, default=5)
+    ap.add_argument("--skip", type=int, default=0, help="start after this many corpus documents")
     ap.add_argument("--keep", type=Path, help="keep the outputs and workspaces here")
     args = ap.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-embedded-qa-"))
@@ -46,7 +47,9 @@ def main() -> None:
     print(f"{'paper':<28} {'wall s':>6} {'CPU s':>6} {'passages':>8} {'pairs':>5} {'kept':>4} "
           f"{'grades (overall)':<18} {'load avg':>8}")
     for i, row in enumerate(read_rows(args.corpus)):
-        if i == args.papers:
+        if i < args.skip:
+            continue
+        if i == args.skip + args.papers:
             break
         work = root / f"paper{i}"
         with ShardWriter(work / "corpus", CORPUS_SCHEMA) as writer:
