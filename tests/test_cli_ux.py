@@ -220,7 +220,8 @@ def test_a_build_in_a_log_reads_well(tmp_path):
     assert result.returncode == 0, result.stderr
     log = result.stderr
     assert not ANSI.search(log) and "Loading weights" not in log and "it/s]" not in log  # no bars, no tqdm
-    assert re.search(r"^arxiv: 3/3 \(100%\), [\d.]+/s, ETA 0:00:00, 0 failures$", log, re.M), log
+    # the e-prints stream through the pool (their number is not known up front): done, rate, failures
+    assert re.search(r"^arxiv: 3, [\d.]+/s, 0 failures$", log, re.M), log
     summary = next(line for line in log.splitlines() if line.startswith("build-corpus:"))
     assert len(summary) > 80 and summary.endswith(f"to {tmp_path / 'corpus'}")
     assert f"next: astrodata build-qa --corpus {tmp_path / 'corpus'} --out qa --limit 1" in log

@@ -162,7 +162,6 @@ def test_whole_pipeline_then_nothing_then_only_downstream_of_an_sft_change(tmp_p
 
 
 def test_slurm_corpus_waits_for_its_jobs_then_adopts_their_output(tmp_path):
-    from dataclasses import replace
 
     from astrodata.corpus.build import build_corpus
     from astrodata.run.stages import corpus_options
@@ -179,8 +178,8 @@ def test_slurm_corpus_waits_for_its_jobs_then_adopts_their_output(tmp_path):
     # What the jobs do on the cluster: each array task, then the merge job.
     opts = corpus_options(ctx)
     for k in (1, 2):
-        build_corpus(ctx.root, replace(opts, shard=(k, 2), progress=False))
-    build_corpus(ctx.root, replace(opts, progress=False))
+        build_corpus(ctx.root, opts.model_copy(update={"shard": (k, 2), "progress": False}))
+    build_corpus(ctx.root, opts.model_copy(update={"progress": False}))
     _, steps = run_pipeline(recipe, progress=False, log=lambda _: None)
     assert actions(steps)["corpus"] == "resumed" and steps[1].figures == {
         "documents": 3, "tokens": steps[1].figures["tokens"], "executor": "slurm"}

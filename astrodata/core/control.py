@@ -97,21 +97,29 @@ class OutputLocked(RuntimeError):
 @contextmanager
 def output_lock(out: Path) -> Iterator[Path]:
     """Hold the exclusive lock of output folder `out` (see the module docstring); yields the lock file.
-    It lives inside `out`, which a build writes anyway (nothing is written beside it)."""
+    It lives inside `out`, which a build writes anyway (nothing is written beside it). A run that
+    created `out` and ends having written nothing else there (bad input found late, Ctrl-C early)
+    removes it again, so a failed run leaves no empty output folder behind."""
     out = Path(out).resolve()
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    locked = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "another process"
             raise OutputLocked(f"{out} is being written by another run (pid {holder}; lock {path})") from None
+        locked = True
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield path
     finally:
+        if locked and created and [p.name for p in out.iterdir()] == [LOCK_NAME]:
+            path.unlink()  # still held: no other run can have taken it
+            out.rmdir()
         os.close(fd)  # closing releases the lock
 
 

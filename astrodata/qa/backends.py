@@ -362,6 +362,7 @@ class EndpointBackend(Backend):
         # The openai client's retries are off (core.http.openai_client): the engine retries by the
         # shared policy instead, so it can count, back off with jitter and honour rate limits.
         self.client = client or openai_client(self.endpoint, timeout_s, asynchronous=True)
+        self.probes = 0  # one-token probe requests answered by `check` (paid like any request)
 
     def with_dialect(self, dialect: str) -> EndpointBackend:
         """The same endpoint and client speaking another structured-output dialect."""
@@ -404,6 +405,7 @@ class EndpointBackend(Backend):
                 # some servers have no /models; the chat request below tells
             await self.client.chat.completions.create(
                 model=self.name, messages=[{"role": "user", "content": "Say OK."}], max_tokens=1, timeout=60)
+            self.probes += 1
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise Fatal(f"endpoint {self.endpoint} rejected the API key from OPENAI_API_KEY "
                         f"({status_reason(exc)})") from None

@@ -526,6 +526,8 @@ def _stages(ws: Workspace, run: Run, rec: QARecipe, corpus: Path, out: Path, lim
     ws.con.execute("DELETE FROM qa_items WHERE out = ?", [builder.out_key])
     with asyncio_sigint():
         stats["dialect"] = asyncio.run(generate_all(builder, n_docs, check_backends=not batch_write))
+    # the endpoints' one-token probes (`check`): real requests, paid, but not in the request cache
+    stats["probe_requests"] = sum(getattr(b, "probes", 0) for b in {id(b): b for b in (generator, judge) if b}.values())
     engine.writer.drain()
     stats["engine"] = engine.summary()
     if isinstance(builder.generator, EndpointPool):

@@ -58,7 +58,8 @@ class EndpointPool(Backend):
         self.concurrency = concurrency
         self.recheck_s = recheck_s
         # Shared with the pools `with_dialect` makes, so the counters describe the whole build.
-        self.stats = stats if stats is not None else {"served": Counter(), "failovers": 0, "marked_down": Counter()}
+        self.stats = stats if stats is not None else {"served": Counter(), "failovers": 0, "marked_down": Counter(),
+                                                      "probes": Counter()}
         self._busy: Counter[str] = Counter()
         self._down_until: dict[str, float] = {}
         self._changed: asyncio.Condition | None = None
@@ -77,7 +78,13 @@ class EndpointPool(Backend):
         """Per endpoint: replies served and times taken out; failovers in all."""
         return {"endpoints": len(self.members), "served": {m.endpoint: self.stats["served"][m.endpoint]
                                                            for m in self.members},
-                "marked_down": dict(self.stats["marked_down"]), "failovers": self.stats["failovers"]}
+                "marked_down": dict(self.stats["marked_down"]), "failovers": self.stats["failovers"],
+                "probes": dict(self.stats["probes"])}
+
+    @property
+    def probes(self) -> int:
+        """One-token probe requests the endpoints answered (health checks; paid like any request)."""
+        return sum(self.stats["probes"].values())
 
     async def check(self) -> None:
         """Probe every endpoint; those that fail are taken out. Fatal only when none answers."""
@@ -85,6 +92,7 @@ class EndpointPool(Backend):
         for m in self.members:
             try:
                 await m.check()
+                self.stats["probes"][m.endpoint] += 1
             except Fatal as exc:
                 errors.append(str(exc))
                 self._mark_down(m)
@@ -126,6 +134,7 @@ class EndpointPool(Backend):
             return False
         try:
             await member.check()
+            self.stats["probes"][member.endpoint] += 1
         except Fatal:
             self._mark_down(member)
             return False
