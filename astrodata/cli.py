@@ -532,7 +532,8 @@ def run_cmd(
     from astrodata.run.report import table
 
     spec = load_run_recipe(recipe, overrides or [])
-    out = Console()
+    # a log or a cluster job gets the summary table unwrapped (rich assumes 80 columns off a terminal)
+    out = Console() if sys.stdout.isatty() else Console(width=220)
 
     def show(ctx: Any, steps: list[Any]) -> None:
         out.print(table(ctx, steps, f"astrodata run {recipe}: " + ("plan (--dry-run)" if dry_run else ctx.run_id)))
