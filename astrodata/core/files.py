@@ -101,8 +101,10 @@ def atomic_write_json(target: str | os.PathLike[str], obj: Any, **dumps: Any) ->
     return atomic_write_text(target, json.dumps(obj, **dumps))
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process with this id exists (signal 0 checks without signalling)."""
+def pid_alive(pid: object) -> bool:
+    """Whether `pid` is the id of a running process (signal 0 checks without signalling)."""
+    if not isinstance(pid, int):
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -124,7 +126,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     for stale in target.parent.glob(f"{target.name}.partial*"):
         pid = stale.name.rpartition("-")[2]
-        if not (pid.isdigit() and _alive(int(pid))) or int(pid) == os.getpid():
+        if not (pid.isdigit() and pid_alive(int(pid))) or int(pid) == os.getpid():
             shutil.rmtree(stale, ignore_errors=True)
     tmp = target.with_name(f"{target.name}.partial-{os.getpid()}")
     tmp.mkdir(parents=True)

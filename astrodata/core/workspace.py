@@ -19,6 +19,8 @@ from typing import Any
 
 import duckdb
 
+from astrodata.core.files import pid_alive
+
 DEFAULT_WORKDIR = Path("astrodata-work")
 
 SCHEMA = """
@@ -291,19 +293,8 @@ def run_statuses(root: str | os.PathLike) -> list[dict[str, Any]]:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # replaced atomically, so only a foreign file can be unreadable
-        if record.get("status") == "running" and not _alive(record.get("pid")):
+        if record.get("status") == "running" and not pid_alive(record.get("pid")):
             record["status"] = "stopped"
         records.append(record)
     return sorted(records, key=lambda r: r.get("started_at") or "")
 
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

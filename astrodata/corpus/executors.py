@@ -96,7 +96,7 @@ def seed_shard_workspaces(workdir: Path, shards: int) -> None:
     main = workdir / "catalog.duckdb"
     for k in range(1, shards + 1):
         with Workspace(shard_workspace(workdir, (k, shards))) as ws:
-            ws.con.execute(f"ATTACH '{main}' AS main_catalog (READ_ONLY)")
+            ws.con.execute("ATTACH ? AS main_catalog (READ_ONLY)", [str(main)])
             try:
                 ws.con.execute("INSERT OR REPLACE INTO papers SELECT * FROM main_catalog.papers")
             finally:

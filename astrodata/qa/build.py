@@ -306,8 +306,8 @@ class Builder:
     def mark(self, reasons: dict[str, str], status: str) -> None:
         if reasons:
             self.ws.con.register("qa_marks", pa.table({"id": list(reasons), "reason": list(reasons.values())}))
-            self.ws.con.execute(f"UPDATE qa_items SET status = '{status}', reason = m.reason FROM qa_marks m "
-                                "WHERE qa_items.id = m.id AND qa_items.out = ?", [self.out_key])
+            self.ws.con.execute("UPDATE qa_items SET status = ?, reason = m.reason FROM qa_marks m "
+                                "WHERE qa_items.id = m.id AND qa_items.out = ?", [status, self.out_key])
             self.ws.con.unregister("qa_marks")
         self.counts[f"dropped_{status}"] += len(reasons)
 
