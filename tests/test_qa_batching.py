@@ -1,60 +1,85 @@
-"""The embedded backend decodes concurrent requests as one batch, each row held to the schema, and
-its repetition guard penalises n-grams repeated in the generated text only."""
+"""The embedded backend decodes concurrent requests together (continuous batching: a finished row's
+slot goes to a queued request at once), each row held to its schema and giving the reply it gives
+alone, and its repetition guard counts the generated text only."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
-import torch
 
-from astrodata.qa.backends import EmbeddedBackend, GeneratedNGramPenalty, Transient
+from astrodata.qa.backends import EmbeddedBackend, Transient, repeated_ngram_tokens
 from astrodata.qa.engine import validate_reply
-from astrodata.qa.tasks import load_prompt, qa_schema
+from astrodata.qa.tasks import Grade, load_prompt, qa_schema
 
 
-def test_ngram_penalty_counts_the_generated_part_only():
-    prompt = [5, 6, 7, 8, 5, 6, 7]  # the prompt repeats 5 6 7 -> 8: quoting it is not penalised
-    rows = torch.tensor([prompt + [1, 2, 3, 4, 1, 2, 3],  # generated 1 2 3 4 1 2 3: the next 4 repeats a 4-gram
-                         prompt + [5, 6, 7, 9, 9, 9, 9]])  # 9 9 9 9: another 9 repeats 9 9 9 9
-    scores = torch.zeros(2, 12)
-    out = GeneratedNGramPenalty(4, prompt_len=len(prompt), penalty=100.0)(rows, scores.clone())
-    assert out[0].tolist() == [0, 0, 0, 0, -100, 0, 0, 0, 0, 0, 0, 0]
-    assert out[1].tolist() == [0] * 9 + [-100, 0, 0]  # and 8 (after 5 6 7 in the prompt) stays free
-    assert GeneratedNGramPenalty(4, prompt_len=len(prompt))(rows[:, :9], scores.clone()).eq(0).all()
+def test_repeated_ngram_tokens_complete_a_generated_ngram_only():
+    assert repeated_ngram_tokens([1, 2, 3, 4, 1, 2, 3], 4) == [4]  # 1 2 3 -> 4 again
+    assert repeated_ngram_tokens([9, 9, 9, 9], 4) == [9]
+    assert repeated_ngram_tokens([1, 2, 3, 4, 1, 2, 5], 4) == []  # the prefix 1 2 5 never occurred
+    assert repeated_ngram_tokens([1, 2, 3], 4) == []  # shorter than n
+    assert repeated_ngram_tokens([7, 1, 2, 7, 1, 3, 7, 1], 3) == [2, 3]  # every continuation seen
+
+
+PASSAGES = ["The Crab pulsar rotates 30 times per second.",
+            "Sirius B is a white dwarf of about one solar mass with a radius near that of the Earth, "
+            "orbiting Sirius A every 50 years.",
+            "TESS observed V1298 Tau, a young star with four transiting planets."]
+
+
+def _messages(passage: str) -> list[dict[str, str]]:
+    return load_prompt("qa").messages(title="T", abstract="A", passage=passage, k=1)
 
 
 @pytest.mark.slow
-def test_concurrent_requests_are_decoded_together_and_each_is_valid():
-    backend = EmbeddedBackend(max_batch=8)
-    calls = []
-    generate_batch = backend.generate_batch
-
-    def counting(prompts, schema, max_tokens):
-        calls.append(len(prompts))
-        return generate_batch(prompts, schema, max_tokens)
-
-    backend.generate_batch = counting  # the real method, counted
+def test_batched_replies_equal_replies_decoded_alone():
+    """Three requests through two slots: the third joins the batch when a row finishes (its cache
+    left-padded to the batch's width or the batch's to its own); greedy replies equal those decoded
+    one at a time, so padding, positions and per-row schema guides are right."""
+    backend = EmbeddedBackend(max_batch=2)
     schema = qa_schema(1, 80, 80)
-    passages = ["The Crab pulsar rotates 30 times per second.",
-                "Sirius B is a white dwarf of about one solar mass with a radius near that of the Earth, "
-                "orbiting Sirius A every 50 years.",
-                "TESS observed V1298 Tau, a young star with four transiting planets."]
+    prompts = [backend._prompt(_messages(p)) for p in PASSAGES]
+    alone = [backend.generate_batch([p], schema, 64)[0] for p in prompts]
+    assert set(backend.step_rows) == {1}
+    backend.step_rows.clear()
+
+    together = backend.generate_batch(prompts, schema, 64)
+    assert backend.step_rows[2] > 0 and set(backend.step_rows) <= {1, 2}
+    assert sum(backend.step_rows.values()) < sum(r.tokens_out for r in alone)  # fewer forward passes
+    for one, batched in zip(alone, together, strict=True):
+        assert batched.text == one.text and batched.tokens_out == one.tokens_out
+        value, error = validate_reply(batched.text, schema)
+        assert value is not None, (error, batched.text)
+        assert 0 < batched.tokens_out <= 64 and batched.finish_reason == "stop"
+    assert len({r.tokens_in for r in together}) == 3  # per-row prompt lengths, not a padded width
+
+
+@pytest.mark.slow
+def test_concurrent_requests_share_steps_and_carry_top_logprobs():
+    backend = EmbeddedBackend(max_batch=8)
+    grade_messages = load_prompt("judge").messages(passage=PASSAGES[0], question="How fast does the Crab pulsar "
+                                                   "rotate?", answer="30 times per second.")
 
     async def main():
-        return await asyncio.gather(*(backend.complete(
-            load_prompt("qa").messages(title="T", abstract="A", passage=p, k=1), schema, 64) for p in passages))
+        return await asyncio.gather(backend.complete(_messages(PASSAGES[1]), qa_schema(1, 80, 80), 64),
+                                    backend.complete(_messages(PASSAGES[2]), qa_schema(1, 80, 80), 64),
+                                    backend.complete(grade_messages, Grade, 40, top_logprobs=5))
 
-    replies = asyncio.run(main())
-    assert calls == [3]  # one forward pass per step for all three, left-padded to the longest prompt
-    for reply in replies:
-        value, error = validate_reply(reply.text, schema)
-        assert value is not None, (error, reply.text)
-        assert 0 < reply.tokens_out <= 64 and reply.tokens_in > 50
-    assert len({r.tokens_in for r in replies}) == 3  # per-row prompt lengths, not the padded width
+    *pairs, grade = asyncio.run(main())
+    assert max(backend.step_rows) == 3  # two schemas, one batch
+    assert all(validate_reply(r.text, qa_schema(1, 80, 80))[0] is not None for r in pairs)
+    assert pairs[0].top_logprobs is None
+    value, error = validate_reply(grade.text, Grade)
+    assert value is not None, (error, grade.text)
+    assert len(grade.top_logprobs) == grade.tokens_out  # one entry per generated token
+    digits = [top for top in grade.top_logprobs if top and set(top) <= set("12345")]
+    assert len(digits) == 4  # the four grades: only the digits 1-5 were allowed there
+    for top in grade.top_logprobs:
+        assert 0 < sum(math.exp(v) for v in top.values()) <= 1 + 1e-4  # the schema's choices, renormalised
+    chosen = [max(top, key=top.get) for top in digits]  # greedy: each grade is its most likely digit
+    assert chosen == [str(getattr(value, k)) for k in ("correctness", "standalone", "pertinence", "overall")]
 
-    asyncio.run(backend.aclose())  # Ctrl-C or a fatal error: a batch stops at its next token
-    calls.clear()
-    prompt = backend._prompt(load_prompt("qa").messages(title="T", abstract="A", passage=passages[0], k=1))
+    asyncio.run(backend.aclose())  # Ctrl-C or a fatal error: decoding stops at its next token
     with pytest.raises(Transient, match="stopped"):
-        backend.generate_batch([prompt], schema, 400)
+        backend.generate_batch([backend._prompt(_messages(PASSAGES[0]))], qa_schema(1, 80, 80), 400)

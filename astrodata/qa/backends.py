@@ -22,9 +22,12 @@ of a request record, a log line or an error message.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -72,6 +75,9 @@ class Reply:
     tokens_in: int
     tokens_out: int
     finish_reason: str | None
+    # per generated token, the most likely tokens and their natural-log probabilities (OpenAI's
+    # `logprobs.content[i].top_logprobs`); None unless the request asked for them
+    top_logprobs: list[dict[str, float]] | None = None
 
 
 @cache
@@ -127,85 +133,89 @@ class Backend:
 
 # -- embedded -------------------------------------------------------------------------------------
 @dataclass
-class _Pending:
+class _Request:
+    """One embedded generation: the chat-formatted prompt and where its reply goes."""
+
     prompt: str
     schema: type[BaseModel]
     max_tokens: int
-    future: asyncio.Future[Reply]
-
-    @property
-    def group(self) -> tuple[str, int]:
-        """Requests batch together when their schemas and reply lengths are the same."""
-        return json.dumps(schema_json(self.schema), sort_keys=True), self.max_tokens
+    top_logprobs: int
+    settle: Callable[[Reply | BaseException], None]
 
 
-class GeneratedNGramPenalty:
-    """A transformers logits processor: a token that would repeat an n-gram already in the
-    *generated* part of its row (tokens after `prompt_len`) gets `penalty` subtracted from its logit.
+@dataclass
+class _Row:
+    """A request being decoded: its schema guide and the tokens generated so far."""
+
+    request: _Request
+    guide: Any  # outlines_core.Guide: the JSON-schema automaton of this row alone
+    prompt_len: int
+    generator: Any  # torch.Generator when sampling, else None
+    ids: list[int] = field(default_factory=list)
+    top: list[dict[str, float]] = field(default_factory=list)
+
+
+def repeated_ngram_tokens(ids: list[int], n: int) -> list[int]:
+    """The tokens that would complete an n-gram already present in `ids` (a row's generated tokens).
 
     Hand-written because the library's two tools misfire under a JSON schema: `no_repeat_ngram_size`
     counts the prompt (it would forbid quoting the passage) and bans with -inf (a schema mask
     applied after it can then leave no token at all); `repetition_penalty` penalises every token
     already generated, including the closing quote of a JSON string, so strings run to their
-    length bound. A finite penalty keeps a token the schema requires available.
-    """
-
-    def __init__(self, n: int, prompt_len: int, penalty: float = 100.0):
-        self.n, self.prompt_len, self.penalty = n, prompt_len, penalty
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        n = self.n
-        for row, ids in enumerate(input_ids[:, self.prompt_len:].tolist()):
-            if len(ids) < n:
-                continue
-            prefix = ids[len(ids) - n + 1:]
-            banned = {ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i:i + n - 1] == prefix}
-            if banned:
-                scores[row, list(banned)] -= self.penalty
-        return scores
+    length bound. The caller subtracts a finite penalty, so a token the schema requires stays
+    available."""
+    if len(ids) < n:
+        return []
+    prefix = ids[len(ids) - n + 1:]
+    return sorted({ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i:i + n - 1] == prefix})
 
 
 class EmbeddedBackend(Backend):
-    """SmolLM2 through transformers, constrained by outlines to the reply's JSON schema, batched.
+    """SmolLM2 through transformers, constrained to the reply's JSON schema, continuously batched.
 
-    Requests that arrive together are decoded together: `complete` queues the request, and one
-    drain task takes up to `max_batch` queued requests with the same schema and `max_tokens`,
-    left-pads them and runs one `model.generate` over the batch in a worker thread (the model is
-    not re-entrant and already uses every core; the event loop keeps writing the cache meanwhile).
-    SmolLM2-135M decoding on a CPU is bound by memory bandwidth, so a forward pass over 8 sequences
-    costs little more than over one (tests/perf/bench_embedded_batch.py measures the gain).
+    Requests are decoded together, up to `max_batch` at a time, by one decoding loop over the
+    model's forward pass (`_decode`): each step feeds every active row its last token, and a row
+    that finishes leaves the batch at once while a queued request takes its place (its prompt is
+    prefilled alone and its key/value cache joins the batch's, left-padded to the same length).
+    This is the continuous batching of Orca (Yu et al., OSDI 2022) reduced to a CPU and one model:
+    no row waits for the longest reply of its batch. SmolLM2-135M decoding on a CPU is bound by
+    memory bandwidth, so a forward pass over 8 rows costs little more than over one
+    (tests/perf/bench_embedded_batch.py measures the gain).
 
-    The JSON schema is enforced per sequence: outlines' logits processor keeps one guide per row
-    of the batch. Repetition is stopped by `GeneratedNGramPenalty` (a fragment repeated over and
-    over, e.g. `\\times10^{7}` forty times, was the small model's usual failure), applied before the
-    schema mask. With sampling (temperature > 0), the seed is set per batch, so replies depend on
-    which requests were batched together.
+    Written here rather than taken from `model.generate`, which decodes a fixed batch until its
+    longest row ends, or from transformers' continuous batching (`generate_batch`), which takes
+    no per-request logits processors: each row here keeps its own outlines-core guide (the JSON
+    schema's token automaton, built once per schema by outlines), its own repetition guard
+    (`repeated_ngram_tokens`, applied before the schema mask) and, when sampling, its own seeded
+    generator, so a reply does not depend on which requests shared its batch. The loop runs in a
+    daemon thread (GENERATION_THREAD) fed by `complete`; `generate_batch` runs it synchronously.
     """
 
     via = "embedded"
     dialect = "outlines"
 
     def __init__(self, temperature: float = 0.0, seed: int | None = 0, max_batch: int = 8,
-                 no_repeat_ngram: int = 5, gather_s: float = 0.05):
+                 no_repeat_ngram: int = 5, ngram_penalty: float = 100.0):
         self.path = embedded_model_path("float32")
         self.name = EMBEDDED_GENERATOR
         self.temperature = temperature
         self.seed = seed
         self.max_batch = max_batch
         self.no_repeat_ngram = no_repeat_ngram
-        self.gather_s = gather_s  # wait this long after the first request for others to join it
+        self.ngram_penalty = ngram_penalty
         from transformers import AutoConfig, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.tokenizer.padding_side = "left"
         self.context_tokens = int(AutoConfig.from_pretrained(self.path).max_position_embeddings)
         self._model: Any = None
         self._outlines: Any = None
-        self._processors: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._queue: list[_Pending] = []
-        self._drain: asyncio.Task[None] | None = None
-        self._stop = threading.Event()  # set by aclose(): a batch in progress stops at its next token
+        self._indexes: dict[str, Any] = {}
+        self._lock = threading.Lock()  # one decoding loop at a time (the model is not re-entrant)
+        self._queue: list[_Request] = []  # requests from `complete`, guarded by _queue_lock
+        self._queue_lock = threading.Lock()
+        self._looping = False  # a decoding thread is running (guarded by _queue_lock)
+        self._stop = threading.Event()  # set by aclose(): decoding stops at its next token
+        self.step_rows: Counter[int] = Counter()  # decoding steps by the rows they decoded
 
     def params(self, schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
         return {"max_tokens": max_tokens, "temperature": self.temperature, "seed": self.seed,
@@ -220,8 +230,7 @@ class EmbeddedBackend(Backend):
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         return len(self.tokenizer(self._prompt(messages), add_special_tokens=False).input_ids)
 
-    def _schema_processor(self, schema: type[BaseModel]) -> Any:
-        """outlines' JSON-schema logits processor (compiled once per schema: it costs seconds)."""
+    def _load(self) -> None:
         import outlines
         import torch
         from transformers import AutoModelForCausalLM
@@ -231,115 +240,233 @@ class EmbeddedBackend(Backend):
             # and CPUs without bf16 units prefill them ~3x slower in bf16 (measured: 759 prompt +
             # 60 new tokens, 14.4 s bf16 vs 8.6 s fp32 on this machine's 2 cores).
             self._model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32)
+            self._model.eval()
             self._outlines = outlines.from_transformers(self._model, self.tokenizer)
-            self.tokenizer.padding_side = "left"  # outlines sets it too; batches are left-padded
+
+    def _index(self, schema: type[BaseModel]) -> Any:
+        """outlines' token automaton for the schema (built once per schema: it costs seconds)."""
+        import outlines
+
         key = json.dumps(schema_json(schema), sort_keys=True)
-        if key not in self._processors:
-            self._processors[key] = outlines.Generator(self._outlines, schema).logits_processor
-        return self._processors[key]
+        if key not in self._indexes:
+            self._indexes[key] = outlines.Generator(self._outlines, schema).logits_processor.index
+        return self._indexes[key]
 
-    def generate_batch(self, prompts: list[str], schema: type[BaseModel], max_tokens: int) -> list[Reply]:
-        """Decode several chat-formatted prompts in one batch; replies in prompt order.
+    # the decoding loop ---------------------------------------------------------------------------
+    def _decode(self, take: Callable[[int], list[_Request]]) -> None:
+        """Decode until `take(free_slots)` has no more requests and every row has finished.
 
-        Blocking (seconds to minutes); `complete` calls it from a worker thread."""
+        Each step: admit new requests into free slots (prefill), choose every row's next token
+        (repetition penalty, schema mask, greedy or seeded sampling), settle the rows that ended,
+        then one forward pass over the rows left. Holds the model for its whole run."""
         import torch
-        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+        from outlines_core import Guide
+        from outlines_core.kernels.torch import (
+            allocate_token_bitmask,
+            apply_token_bitmask_inplace,
+            fill_next_token_bitmask,
+        )
+        from transformers import DynamicCache
 
-        with self._lock:
-            processor = self._schema_processor(schema)
-            processor.reset()  # fresh per-sequence guides for this batch
-            inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-            width = inputs.input_ids.shape[1]
-            processors = LogitsProcessorList([processor])
-            if self.no_repeat_ngram:
-                processors.insert(0, GeneratedNGramPenalty(self.no_repeat_ngram, width))
-            stop = self._stop
+        with self._lock, torch.inference_mode():
+            rows: list[_Row] = []
+            cache: Any = None
+            mask = logits = positions = None  # (rows, columns) attention mask; (rows, vocab); (rows,)
+            try:
+                while True:
+                    if self._stop.is_set():
+                        raise Transient("stopped: the run is ending")
+                    for request in take(self.max_batch - len(rows)):
+                        self._load()
+                        ids = self.tokenizer(request.prompt, return_tensors="pt", add_special_tokens=False).input_ids
+                        new_cache = DynamicCache(config=self._model.config)
+                        out = self._model(ids, cache=new_cache, use_cache=True, logits_to_keep=1)
+                        row = _Row(request, Guide(self._index(request.schema)), ids.shape[1],
+                                   self._row_generator(request.prompt))
+                        cache, mask = _join_caches(cache, mask, new_cache, torch.ones_like(ids))
+                        logits = _append(logits, out.logits[:, -1].float())
+                        positions = _append(positions, torch.tensor([ids.shape[1]]))
+                        rows.append(row)
+                    if not rows:
+                        return
+                    bitmask = allocate_token_bitmask(logits.shape[1]).repeat(len(rows), 1)
+                    for i, row in enumerate(rows):
+                        if self.no_repeat_ngram:
+                            banned = repeated_ngram_tokens(row.ids, self.no_repeat_ngram)
+                            logits[i, banned] -= self.ngram_penalty
+                        fill_next_token_bitmask(row.guide, bitmask[i:i + 1])
+                    apply_token_bitmask_inplace(logits, bitmask)
+                    chosen = self._choose(rows, logits)
+                    keep = []
+                    for i, (row, token) in enumerate(zip(rows, chosen, strict=True)):
+                        ended = token == self.tokenizer.eos_token_id
+                        if not ended:
+                            row.ids.append(token)
+                            row.guide.advance(token_id=token, return_tokens=False)
+                            ended = row.guide.is_finished()
+                        if ended or len(row.ids) >= row.request.max_tokens:
+                            self._settle(row, token, ended)
+                        else:
+                            keep.append(i)
+                    if len(keep) < len(rows):
+                        index = torch.tensor(keep, dtype=torch.long)
+                        rows = [rows[i] for i in keep]
+                        cache.batch_select_indices(index)
+                        mask, positions, chosen = mask[index], positions[index], [chosen[i] for i in keep]
+                        cache, mask = _trim_cache(cache, mask)
+                    if not rows:
+                        cache = mask = logits = positions = None
+                        continue
+                    self.step_rows[len(rows)] += 1
+                    mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
+                    out = self._model(torch.tensor(chosen).unsqueeze(1), attention_mask=mask,
+                                      position_ids=positions.unsqueeze(1), cache=cache, use_cache=True)
+                    logits, positions = out.logits[:, -1].float(), positions + 1
+            except BaseException as exc:  # noqa: BLE001 - every waiting request learns of it
+                for row in rows:
+                    row.request.settle(exc)
+                raise
 
-            class Stopped(StoppingCriteria):
-                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                    return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
+    def _row_generator(self, prompt: str) -> Any:
+        """A sampling generator seeded by the run's seed and the prompt, or None when greedy."""
+        import torch
 
-            kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": self.temperature > 0,
-                                      "logits_processor": processors, "pad_token_id": self.tokenizer.pad_token_id,
-                                      "stopping_criteria": StoppingCriteriaList([Stopped()])}
-            if self.temperature > 0:
-                kwargs["temperature"] = self.temperature
-                if self.seed is not None:
-                    torch.manual_seed(self.seed)
-            with torch.inference_mode():
-                output = self._model.generate(**inputs, **kwargs)
-        if stop.is_set():
-            raise Transient("stopped: the run is ending")
-        replies = []
-        for row, mask in zip(output[:, width:], inputs.attention_mask, strict=True):
-            ids = row.tolist()
-            stop = ids.index(self.tokenizer.eos_token_id) if self.tokenizer.eos_token_id in ids else len(ids)
-            text = self.tokenizer.decode(ids[:stop], skip_special_tokens=True)
-            replies.append(Reply(text, int(mask.sum()), min(stop + 1, len(ids)),
-                                 "stop" if stop < len(ids) else "length"))
-        return replies
+        if self.temperature <= 0:
+            return None
+        generator = torch.Generator()
+        digest = hashlib.sha256(f"{self.seed}\0{prompt}".encode()).digest()
+        generator.manual_seed(int.from_bytes(digest[:8], "big") if self.seed is not None else torch.seed())
+        return generator
 
-    async def complete(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> Reply:
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(self._prompt(messages), schema, max_tokens, future))
-        if self._drain is None or self._drain.done():
-            self._drain = asyncio.create_task(self._run_queue())
+    def _choose(self, rows: list[_Row], logits: Any) -> list[int]:
+        """Each row's next token from its masked logits (rows, vocab); records top log-probabilities
+        for the rows that asked for them."""
+        import torch
+
+        logprobs = torch.log_softmax(logits / max(self.temperature, 1e-6), dim=-1) if self.temperature > 0 \
+            else torch.log_softmax(logits, dim=-1)
+        chosen = []
+        for i, row in enumerate(rows):
+            if row.generator is None:
+                token = int(logits[i].argmax())
+            else:
+                token = int(torch.multinomial(logprobs[i].exp(), 1, generator=row.generator))
+            if row.request.top_logprobs:
+                values, ids = logprobs[i].topk(row.request.top_logprobs)
+                row.top.append({self.tokenizer.decode([t]): v for t, v in zip(ids.tolist(), values.tolist(), strict=True)
+                                if v > float("-inf")})
+            chosen.append(token)
+        return chosen
+
+    def _settle(self, row: _Row, last: int, ended: bool) -> None:
+        text = self.tokenizer.decode(row.ids, skip_special_tokens=True)
+        emitted = len(row.ids) + (last == self.tokenizer.eos_token_id)
+        row.request.settle(Reply(text, row.prompt_len, emitted, "stop" if ended else "length",
+                                 row.top if row.request.top_logprobs else None))
+
+    # entry points ----------------------------------------------------------------------------------
+    def generate_batch(self, prompts: list[str], schema: type[BaseModel], max_tokens: int,
+                       top_logprobs: int = 0) -> list[Reply]:
+        """Replies to chat-formatted prompts, in prompt order, decoded `max_batch` rows at a time.
+
+        Blocking (seconds to minutes). Raises the first failure (Transient when stopped)."""
+        results: list[Reply | BaseException | None] = [None] * len(prompts)
+
+        def request(i: int, prompt: str) -> _Request:
+            return _Request(prompt, schema, max_tokens, top_logprobs, lambda r: results.__setitem__(i, r))
+
+        queue = [request(i, p) for i, p in enumerate(prompts)]
+
+        def take(n: int) -> list[_Request]:
+            batch, queue[:] = queue[:n], queue[n:]
+            return batch
+
+        self._decode(take)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return results  # type: ignore[return-value]
+
+    async def complete(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int,
+                       top_logprobs: int = 0) -> Reply:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+
+        def settle(result: Reply | BaseException) -> None:
+            def put() -> None:
+                if not future.done():
+                    future.set_exception(result) if isinstance(result, BaseException) else future.set_result(result)
+            try:
+                loop.call_soon_threadsafe(put)
+            except RuntimeError:  # the loop has closed (the run was interrupted)
+                pass
+
+        with self._queue_lock:
+            self._queue.append(_Request(self._prompt(messages), schema, max_tokens, top_logprobs, settle))
+            start, self._looping = not self._looping, True
+        if start:
+            threading.Thread(target=self._serve_queue, name=GENERATION_THREAD, daemon=True).start()
         return await future
 
+    def _take_queued(self, n: int) -> list[_Request]:
+        with self._queue_lock:
+            batch, self._queue = self._queue[:n], self._queue[n:]
+            return batch
+
+    def _serve_queue(self) -> None:
+        """The decoding thread behind `complete`: runs until the queue is empty and every row is done.
+        A failure of the loop (the model cannot load, the run is stopping) reaches every request."""
+        while True:
+            try:
+                self._decode(self._take_queued)
+            except BaseException as exc:  # noqa: BLE001 - handed to the queued requests too
+                for request in self._take_queued(len(self._queue)):
+                    request.settle(exc)
+            with self._queue_lock:
+                if not self._queue:
+                    self._looping = False
+                    return
+
     async def aclose(self) -> None:
-        """Stop a batch in progress at its next token (Ctrl-C, a fatal error elsewhere): the worker
-        thread cannot be cancelled, and a batch can take minutes."""
+        """Stop decoding at its next token (Ctrl-C, a fatal error elsewhere): the decoding thread
+        cannot be cancelled, and a batch can take minutes."""
         self._stop.set()
 
-    async def _run_queue(self) -> None:
-        """Generate the queued requests, batch after batch, until the queue is empty."""
-        await asyncio.sleep(self.gather_s)
-        while self._queue:
-            self._queue = [p for p in self._queue if not p.future.done()]  # drop cancelled requests
-            if not self._queue:
-                return
-            head = self._queue[0]
-            batch = [p for p in self._queue if p.group == head.group][: self.max_batch]
-            self._queue = [p for p in self._queue if p not in batch]
-            try:
-                replies = await in_generation_thread(self.generate_batch, [p.prompt for p in batch],
-                                                     head.schema, head.max_tokens)
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-                continue
-            for p, reply in zip(batch, replies, strict=True):
-                if not p.future.done():
-                    p.future.set_result(reply)
-            await asyncio.sleep(self.gather_s)  # let requests that the replies trigger join the next batch
+
+def _join_caches(cache: Any, mask: Any, new: Any, new_mask: Any) -> tuple[Any, Any]:
+    """The batch's key/value cache and attention mask with `new` rows appended below, the shorter
+    side left-padded (zero keys and values, mask 0) to the longer's length. Tensors per layer are
+    (rows, kv_heads, columns, head_dim); masks (rows, columns)."""
+    import torch
+    import torch.nn.functional as F
+
+    if cache is None:
+        return new, new_mask
+    width, new_width = mask.shape[1], new_mask.shape[1]
+    for layer, extra in zip(cache.layers, new.layers, strict=True):
+        old_k, old_v = (F.pad(t, (0, 0, new_width - width, 0)) if new_width > width else t
+                        for t in (layer.keys, layer.values))
+        add_k, add_v = (F.pad(t, (0, 0, width - new_width, 0)) if width > new_width else t
+                        for t in (extra.keys, extra.values))
+        layer.keys, layer.values = torch.cat([old_k, add_k]), torch.cat([old_v, add_v])
+    columns = max(width, new_width)
+    return cache, torch.cat([F.pad(mask, (columns - width, 0)), F.pad(new_mask, (columns - new_width, 0))])
 
 
-async def in_generation_thread(fn: Any, *args: Any) -> Any:
-    """`fn(*args)` in a daemon thread named GENERATION_THREAD; its result awaited.
+def _append(rows: Any, new: Any) -> Any:
+    import torch
 
-    Not asyncio's default executor: `asyncio.run` waits for that executor's threads when it ends, so
-    Ctrl-C would wait for a model load or a prefill in flight (tens of seconds on a CPU; the stop
-    event is only seen between tokens). The CLI exits without waiting for a thread still in torch."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[Any] = loop.create_future()
+    return new if rows is None else torch.cat([rows, new])
 
-    def settle(value: Any, error: BaseException | None) -> None:
-        if not done.done():
-            done.set_exception(error) if error is not None else done.set_result(value)
 
-    def work() -> None:
-        try:
-            result: tuple[Any, BaseException | None] = (fn(*args), None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-            result = (None, exc)
-        try:
-            loop.call_soon_threadsafe(settle, *result)
-        except RuntimeError:  # the loop has closed (the run was interrupted)
-            pass
-
-    threading.Thread(target=work, name=GENERATION_THREAD, daemon=True).start()
-    return await done
+def _trim_cache(cache: Any, mask: Any) -> tuple[Any, Any]:
+    """Drop the leading columns no remaining row attends to (left by rows that left the batch)."""
+    first = int(mask.any(dim=0).int().argmax())
+    if first:
+        for layer in cache.layers:
+            layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+        mask = mask[:, first:]
+    return cache, mask
 
 
 # -- OpenAI-compatible endpoints -----------------------------------------------------------------
