@@ -5,7 +5,6 @@ alone, and its repetition guard counts the generated text only."""
 from __future__ import annotations
 
 import asyncio
-import math
 
 import pytest
 
@@ -37,7 +36,7 @@ def test_batched_replies_equal_replies_decoded_alone():
     """Three requests through two slots: the third joins the batch when a row finishes (its cache
     left-padded to the batch's width or the batch's to its own); greedy replies equal those decoded
     one at a time, so padding, positions and per-row schema guides are right."""
-    backend = EmbeddedBackend(max_batch=2)
+    backend = EmbeddedBackend(max_batch=2, dtype="float32")  # bf16 sums depend on the batch's shape
     schema = qa_schema(1, 80, 80)
     prompts = [backend._prompt(_messages(p)) for p in PASSAGES]
     alone = [backend.generate_batch([p], schema, 64)[0] for p in prompts]
@@ -56,7 +55,7 @@ def test_batched_replies_equal_replies_decoded_alone():
 
 
 @pytest.mark.slow
-def test_concurrent_requests_share_steps_and_carry_top_logprobs():
+def test_concurrent_requests_of_two_schemas_share_steps_and_stop_on_close():
     backend = EmbeddedBackend(max_batch=8)
     grade_messages = load_prompt("judge").messages(passage=PASSAGES[0], question="How fast does the Crab pulsar "
                                                    "rotate?", answer="30 times per second.")
@@ -64,21 +63,13 @@ def test_concurrent_requests_share_steps_and_carry_top_logprobs():
     async def main():
         return await asyncio.gather(backend.complete(_messages(PASSAGES[1]), qa_schema(1, 80, 80), 64),
                                     backend.complete(_messages(PASSAGES[2]), qa_schema(1, 80, 80), 64),
-                                    backend.complete(grade_messages, Grade, 40, top_logprobs=5))
+                                    backend.complete(grade_messages, Grade, 40))
 
     *pairs, grade = asyncio.run(main())
     assert max(backend.step_rows) == 3  # two schemas, one batch
     assert all(validate_reply(r.text, qa_schema(1, 80, 80))[0] is not None for r in pairs)
-    assert pairs[0].top_logprobs is None
     value, error = validate_reply(grade.text, Grade)
     assert value is not None, (error, grade.text)
-    assert len(grade.top_logprobs) == grade.tokens_out  # one entry per generated token
-    digits = [top for top in grade.top_logprobs if top and set(top) <= set("12345")]
-    assert len(digits) == 4  # the four grades: only the digits 1-5 were allowed there
-    for top in grade.top_logprobs:
-        assert 0 < sum(math.exp(v) for v in top.values()) <= 1 + 1e-4  # the schema's choices, renormalised
-    chosen = [max(top, key=top.get) for top in digits]  # greedy: each grade is its most likely digit
-    assert chosen == [str(getattr(value, k)) for k in ("correctness", "standalone", "pertinence", "overall")]
 
     asyncio.run(backend.aclose())  # Ctrl-C or a fatal error: decoding stops at its next token
     with pytest.raises(Transient, match="stopped"):

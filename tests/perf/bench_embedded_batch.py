@@ -62,9 +62,10 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, help="corpus folder (default: built from tests/fixtures/eprints)")
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--dtype", choices=["bfloat16", "float32"], help="default: native_dtype() of this CPU")
     ap.add_argument("--max-tokens", type=int, default=256)
     args = ap.parse_args()
-    backend = EmbeddedBackend(max_batch=args.batch)
+    backend = EmbeddedBackend(max_batch=args.batch, dtype=args.dtype)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = args.corpus
         if corpus is None:
@@ -74,7 +75,7 @@ def main() -> None:
         items = prompts(corpus, args.prompts, backend)
     recipe = load_qa_recipe(None)
     backend.generate_batch(items[:1], qa_schema(3, 300, 800), 4)  # load the model, compile the schema
-    print(f"{len(items)} QA prompts, max {args.max_tokens} new tokens, greedy, float32, load average "
+    print(f"{len(items)} QA prompts, max {args.max_tokens} new tokens, greedy, {backend.dtype}, load average "
           f"{os.getloadavg()[0]:.1f}")
     print(f"{'way':<14} {'wall s':>7} {'CPU s':>7} {'tokens':>7} {'tok/s':>7} {'tok/CPU-s':>9} {'valid':>6}",
           flush=True)
