@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -223,6 +224,8 @@ class EmbeddedBackend(Backend):
         self._queue: list[_Request] = []  # requests from `complete`, guarded by _queue_lock
         self._queue_lock = threading.Lock()
         self._looping = False  # a decoding thread is running (guarded by _queue_lock)
+        self._thread: threading.Thread | None = None
+        self.join_s = 10.0  # aclose() waits this long for the decoding thread (a prefill in flight)
         self._stop = threading.Event()  # set by aclose(): decoding stops at its next token
         self.step_rows: Counter[int] = Counter()  # decoding steps by the rows they decoded
 
@@ -397,7 +400,8 @@ class EmbeddedBackend(Backend):
             self._queue.append(_Request(self._prompt(messages), schema, max_tokens, settle))
             start, self._looping = not self._looping, True
         if start:
-            threading.Thread(target=self._serve_queue, name=GENERATION_THREAD, daemon=True).start()
+            self._thread = threading.Thread(target=self._serve_queue, name=GENERATION_THREAD, daemon=True)
+            self._thread.start()
         return await future
 
     def _take_queued(self, n: int) -> list[_Request]:
@@ -420,9 +424,13 @@ class EmbeddedBackend(Backend):
                     return
 
     async def aclose(self) -> None:
-        """Stop decoding at its next token (Ctrl-C, a fatal error elsewhere): the decoding thread
-        cannot be cancelled, and a batch can take minutes."""
+        """Stop decoding at its next token (Ctrl-C, a fatal error elsewhere: the decoding thread
+        cannot be cancelled, and a batch can take minutes), and wait up to `join_s` for the thread
+        to leave torch: a daemon thread still inside torch when the interpreter exits aborts it."""
         self._stop.set()
+        deadline = time.monotonic() + self.join_s
+        while self._thread is not None and self._thread.is_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
 
 def _growing_cache(config: Any) -> Any:
