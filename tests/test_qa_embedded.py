@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from bisect import bisect_right
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from qa_support import real_corpus, write_corpus
 from astrodata.core.shards import read_rows
 from astrodata.core.workspace import Workspace
 from astrodata.qa.build import QA_SCHEMA, build_qa
-from astrodata.qa.tasks import Grade, load_prompt, qa_schema, summary_schema
+from astrodata.qa.grade import GROUNDING_BOUNDS
+from astrodata.qa.tasks import load_prompt, qa_schema, summary_schema
 from cards.render import write_qa_card
 
 SMALL = {
@@ -62,8 +64,10 @@ def test_embedded_end_to_end_on_a_real_paper(tmp_path):
         if r["kind"] == "qa":
             pair = qa_schema(1, 100, 150).model_validate_json(replies["qa"]).pairs[0]
             assert r["messages"][0]["content"] == pair.question and r["passage_id"] == f"{doc['id']}#p0000"
-            Grade.model_validate_json(replies["grade"])
-            assert 1 <= r["grade"] <= 5 and r["judge"] == "embedded/SmolLM2-135M-Instruct"
+            # the embedded judge grades by grounding (no LLM grade request): the lower score's grade
+            assert "grade" not in replies and r["judge"] == "embedded/SmolLM2-135M-Instruct (grounding-v1)"
+            s = r["scores"]
+            assert r["grade"] == s["overall"] == 1 + bisect_right(GROUNDING_BOUNDS, min(s["answer_pmi"], s["question_pmi"]))
         else:
             assert r["messages"][1]["content"] == summary_schema(200).model_validate_json(replies["summary"]).summary
     card = write_qa_card(tmp_path / "out").read_text()
@@ -71,6 +75,7 @@ def test_embedded_end_to_end_on_a_real_paper(tmp_path):
     for kind, n in Counter(r["kind"] for r in rows).items():
         assert f"| {kind} | {n:,} |" in card
     assert f"| **total** | **{len(rows):,}** |" in card and "`embedded/SmolLM2-135M-Instruct`: " in card
+    assert all(r["kind"] != "qa" for r in rows) or "grounding" in card
     for grade, n in Counter(r["grade"] for r in rows if r["grade"] is not None).items():
         assert f"| {grade} | {n:,} |" in card
     ds = datasets.load_dataset("parquet", data_dir=str(tmp_path / "out" / "data"), split="train")

@@ -141,6 +141,14 @@ class _Request:
 
 
 @dataclass
+class _Scoring:
+    """Log-likelihood requests: (chat messages, reply) pairs scored by forward passes alone."""
+
+    pairs: list[tuple[list[dict[str, str]], str]]
+    settle: Callable[[list[tuple[float, int]] | BaseException], None]
+
+
+@dataclass
 class _Row:
     """A request being decoded: its schema guide and the tokens generated so far."""
 
@@ -221,10 +229,11 @@ class EmbeddedBackend(Backend):
         self._outlines: Any = None
         self._indexes: dict[str, Any] = {}
         self._lock = threading.Lock()  # one decoding loop at a time (the model is not re-entrant)
-        self._queue: list[_Request] = []  # requests from `complete`, guarded by _queue_lock
+        self._queue: list[_Request | _Scoring] = []  # from `complete`/`loglikelihoods`, under _queue_lock
         self._queue_lock = threading.Lock()
         self._looping = False  # a decoding thread is running (guarded by _queue_lock)
         self._thread: threading.Thread | None = None
+        self.score_tokens = 200  # log-likelihoods read at most this many reply tokens
         self.join_s = 10.0  # aclose() waits this long for the decoding thread (a prefill in flight)
         self._stop = threading.Event()  # set by aclose(): decoding stops at its next token
         self.step_rows: Counter[int] = Counter()  # decoding steps by the rows they decoded
@@ -262,7 +271,7 @@ class EmbeddedBackend(Backend):
         return self._indexes[key]
 
     # the decoding loop ---------------------------------------------------------------------------
-    def _decode(self, take: Callable[[int], list[_Request]]) -> None:
+    def _decode(self, take: Callable[[int], list[_Request | _Scoring]]) -> None:
         """Decode until `take(free_slots)` has no more requests and every row has finished.
 
         Each step: admit new requests into free slots (prefill), choose every row's next token
@@ -286,6 +295,9 @@ class EmbeddedBackend(Backend):
                         raise Transient("stopped: the run is ending")
                     for request in take(self.max_batch - len(rows)):
                         self._load()
+                        if isinstance(request, _Scoring):  # no slot: scored now, between two steps
+                            request.settle(self._score(request.pairs))
+                            continue
                         ids = self.tokenizer(request.prompt, return_tensors="pt", add_special_tokens=False).input_ids
                         new_cache = _growing_cache(self._model.config)
                         out = self._model(ids, cache=new_cache, use_cache=True, logits_to_keep=1)
@@ -334,6 +346,25 @@ class EmbeddedBackend(Backend):
                 for row in rows:
                     row.request.settle(exc)
                 raise
+
+    def _score(self, pairs: list[tuple[list[dict[str, str]], str]]) -> list[tuple[float, int]]:
+        """(sum of log p(reply token | chat prompt, earlier reply tokens) in nats, reply tokens) per
+        pair; the reply is cut to `score_tokens` tokens. One forward pass per pair, logits kept only
+        at the reply's positions."""
+        import torch
+
+        out = []
+        for messages, reply in pairs:
+            prompt = self.tokenizer(self._prompt(messages), add_special_tokens=False).input_ids
+            target = self.tokenizer(reply, add_special_tokens=False).input_ids[: self.score_tokens]
+            if not target:
+                out.append((0.0, 0))
+                continue
+            ids = torch.tensor([prompt + target])
+            logits = self._model(ids, logits_to_keep=len(target) + 1).logits[0, :-1].float()
+            logprobs = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(target).unsqueeze(1))
+            out.append((float(logprobs.sum()), len(target)))
+        return out
 
     def _row_generator(self, prompt: str) -> Any:
         """A sampling generator seeded by the run's seed and the prompt, or None when greedy."""
@@ -386,8 +417,13 @@ class EmbeddedBackend(Backend):
     async def complete(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> Reply:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
+        self._enqueue(_Request(self._prompt(messages), schema, max_tokens, self._settler(loop, future)))
+        return await future
 
-        def settle(result: Reply | BaseException) -> None:
+    @staticmethod
+    def _settler(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> Callable[[Any], None]:
+        """A callback the decoding thread calls with a result or an exception for `future`."""
+        def settle(result: Any) -> None:
             def put() -> None:
                 if not future.done():
                     future.set_exception(result) if isinstance(result, BaseException) else future.set_result(result)
@@ -395,19 +431,33 @@ class EmbeddedBackend(Backend):
                 loop.call_soon_threadsafe(put)
             except RuntimeError:  # the loop has closed (the run was interrupted)
                 pass
+        return settle
 
+    def _enqueue(self, request: _Request | _Scoring) -> None:
+        """Queue a request for the decoding thread, starting the thread when none runs."""
         with self._queue_lock:
-            self._queue.append(_Request(self._prompt(messages), schema, max_tokens, settle))
+            self._queue.append(request)
             start, self._looping = not self._looping, True
         if start:
             self._thread = threading.Thread(target=self._serve_queue, name=GENERATION_THREAD, daemon=True)
             self._thread.start()
+
+    async def loglikelihoods(self, pairs: list[tuple[list[dict[str, str]], str]]) -> list[tuple[float, int]]:
+        """For each (chat messages, reply): the reply's log-likelihood after the chat prompt (nats,
+        summed over its first `score_tokens` tokens) and its token count. Scored by the decoding
+        thread between two steps, so it never runs beside a decoding step on the same cores."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[tuple[float, int]]] = loop.create_future()
+        self._enqueue(_Scoring(pairs, self._settler(loop, future)))
         return await future
 
-    def _take_queued(self, n: int) -> list[_Request]:
+    def _take_queued(self, n: int) -> list[_Request | _Scoring]:
+        """Every queued scoring request (they take no slot) and up to `n` generation requests."""
         with self._queue_lock:
-            batch, self._queue = self._queue[:n], self._queue[n:]
-            return batch
+            scoring = [r for r in self._queue if isinstance(r, _Scoring)]
+            generation = [r for r in self._queue if not isinstance(r, _Scoring)]
+            self._queue = generation[n:]
+            return scoring + generation[:n]
 
     def _serve_queue(self) -> None:
         """The decoding thread behind `complete`: runs until the queue is empty and every row is done.

@@ -40,11 +40,11 @@ from astrodata.core.control import (
 from astrodata.core.shards import ShardWriter, read_rows, shard_files, write_stats
 from astrodata.core.textnorm import text_hash
 from astrodata.core.workspace import DEFAULT_WORKDIR, Run, Workspace
-from astrodata.qa.backends import Backend, EndpointBackend
+from astrodata.qa.backends import Backend, EndpointBackend, Transient
 from astrodata.qa.batch import ingest_batch, split_batch, write_batch
 from astrodata.qa.engine import SCHEMA as REQUESTS_SCHEMA
 from astrodata.qa.engine import Engine, Job
-from astrodata.qa.grade import grade_fields, judge_job, passes
+from astrodata.qa.grade import grade_fields, grounding_fields, judge_job, judge_method, pair_defect
 from astrodata.qa.pool import EndpointPool, make_backend
 from astrodata.qa.recipe import QARecipe, load_qa_recipe
 from astrodata.qa.tasks import (
@@ -60,6 +60,7 @@ from astrodata.qa.tasks import (
 )
 
 SCORES = ("correctness", "standalone", "pertinence", "overall")
+GROUNDING_SCORES = ("answer_pmi", "question_pmi")
 QA_SCHEMA = pa.schema([
     ("id", pa.string()),
     ("kind", pa.string()),  # qa | summary | metadata | instruct
@@ -72,7 +73,8 @@ QA_SCHEMA = pa.schema([
     ("generator", pa.string()),
     ("prompt_version", pa.string()),
     ("grade", pa.int8()),  # the judge's overall grade, 1-5
-    ("scores", pa.struct([(s, pa.int8()) for s in SCORES])),
+    # the LLM judge's four grades; the grounding judge's overall grade and its two scores (nats/token)
+    ("scores", pa.struct([(s, pa.int8()) for s in SCORES] + [(s, pa.float32()) for s in GROUNDING_SCORES])),
     ("judge", pa.string()),
 ])
 
@@ -232,16 +234,27 @@ class Builder:
     async def grade(self, row: dict[str, Any], question: str, answer: str, passage: str) -> None:
         """Fill the row's grade columns from the judge (or mark it ungraded / below threshold)."""
         assert self.judge is not None
-        g = await self.engine.run(judge_job(self.judge, row["id"], question, answer, passage, self.recipe.judge))
-        if g.status != "ok":
-            self._failed(row["id"], "grade", g.status, g.error)
-            row.update(status="ungraded", reason=f"judge {g.status}: {g.error}")
+        settings = self.recipe.judge
+        if defect := pair_defect(question, answer):
+            row.update(status="below-threshold", reason=f"junk: {defect}")
             return
-        row.update(grade_fields(g.value, self.judge.name))  # type: ignore[arg-type]
-        row["scores"] = json.dumps(row["scores"])
-        if not passes(g.value, self.recipe.judge.threshold):  # type: ignore[arg-type]
-            row.update(status="below-threshold",
-                       reason=f"overall {g.value.overall} < {self.recipe.judge.threshold}")  # type: ignore[union-attr]
+        if judge_method(settings, self.judge) == "grounding":
+            try:
+                fields = await grounding_fields(self.judge, question, answer, passage, settings)  # type: ignore[arg-type]
+            except Transient as exc:
+                self._failed(row["id"], "grade", "failed", str(exc))
+                row.update(status="ungraded", reason=f"judge failed: {exc}")
+                return
+        else:
+            g = await self.engine.run(judge_job(self.judge, row["id"], question, answer, passage, settings))
+            if g.status != "ok":
+                self._failed(row["id"], "grade", g.status, g.error)
+                row.update(status="ungraded", reason=f"judge {g.status}: {g.error}")
+                return
+            fields = grade_fields(g.value, self.judge.name)  # type: ignore[arg-type]
+        row.update(fields, scores=json.dumps(fields["scores"]))
+        if fields["grade"] < settings.threshold:
+            row.update(status="below-threshold", reason=f"overall {fields['grade']} < {settings.threshold}")
 
     async def summary_items(self, doc_index: int, doc: dict[str, Any], ctx: dict[str, str]) -> list[dict]:
         out = await self.engine.run(self.summary_job(doc, ctx))
@@ -395,10 +408,12 @@ def _backends(recipe: QARecipe) -> tuple[Backend, Backend | None]:
         return generator, None
     same_endpoint = j.endpoint in (None, g.endpoint)
     if (j.model in (None, g.model)) and same_endpoint:
+        judge_method(j, generator)
         return generator, generator
     judge_dialect = j.dialect or (g.dialect if same_endpoint else "auto")
     judge = make_backend(j.model or g.model, j.endpoint or g.endpoint, judge_dialect, g.temperature, g.seed,
                          e.timeout_s, None, e.concurrency)
+    judge_method(j, judge)  # ValueError now, not at the first pair
     return generator, judge
 
 

@@ -33,6 +33,7 @@ class JudgeSettings(Strict):
     model: str | None
     endpoint: str | list[str] | None
     dialect: Dialect | None
+    method: Literal["auto", "llm", "grounding"] = "auto"  # astrodata.qa.grade
     threshold: int = Field(ge=1, le=5)
     max_tokens: int
     passage_chars: int
