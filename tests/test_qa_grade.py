@@ -20,13 +20,17 @@ from astrodata.qa.recipe import load_qa_recipe
     ("}}]{{", "Ten days.", "question is 100% symbols"),
     ("Which [instrument] observed it?", "TESS.", "question holds the placeholder [instrument]"),
     ("What did they find?", "As shown by [cite], a planet.", "answer holds the placeholder [cite]"),
+    ("What type of object is it?", "}]}  # 3.1.1.1: 3I/ATLAS is a comet.  # 3I/AATLAS is an asteroid.",
+     "answer holds JSON debris '}]'"),
+    ("What is the mass?", "About 1.2 solar masses ] } and more.", "answer holds JSON debris '] }'"),
 ])
 def test_junk_pairs_are_named(question, answer, defect):
     assert pair_defect(question, answer) == defect
 
 
 @pytest.mark.parametrize("answer", ["1.4 x 10^7 K", "It is -0.5 dex in [Fe/H].", r"$M = 1.2\,M_\odot$",
-                                    "The [O III] 5007 line.", "30 times per second.", "3I/ATLAS"])
+                                    "The [O III] 5007 line.", "30 times per second.", "3I/ATLAS",
+                                    r"$\mathrm{e}^{-t/\tau_{\rm d}}$ for $t > t_{\rm peak}$", "[3I, 2I, 1I]"])
 def test_numbers_units_and_light_latex_are_not_junk(answer):
     assert pair_defect("What was measured for the star?", answer) is None
 
@@ -68,3 +72,17 @@ def test_grounding_ranks_a_pair_from_its_passage_first():
         bad = fields[other]["scores"]
         assert min(good["answer_pmi"], good["question_pmi"]) > min(bad["answer_pmi"], bad["question_pmi"]), fields
     assert fields["from the passage"]["grade"] >= 4 > fields["another paper"]["grade"], fields
+
+
+@pytest.mark.parametrize("latex", [r"\beta", r"\frac{1}{2}", r"\rho", r"\times", r"\to", r"\tau", r"\nu",
+                                   r"\nabla", r"\neq"])
+def test_latex_written_as_a_json_escape_is_kept(latex):
+    """`$\\beta$` with one backslash is valid JSON for backspace + "eta"; a reply means the LaTeX."""
+    from astrodata.qa.engine import validate_reply
+    from astrodata.qa.tasks import summary_schema
+
+    value, error = validate_reply('{"summary": "The decay rate is $' + latex + ' x$ in this model."}',
+                                  summary_schema(200))
+    assert error is None and value.summary == f"The decay rate is ${latex} x$ in this model."
+    line_break, _ = validate_reply('{"summary": "First line of it.\\nSecond line of it."}', summary_schema(200))
+    assert line_break.summary == "First line of it.\nSecond line of it."  # a real newline stays one

@@ -88,6 +88,12 @@ def request_key(model: str, messages: list[dict[str, str]], params: dict[str, An
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
 _BAD_ESCAPE = re.compile(r'(?<!\\)((?:\\\\)*)\\(?=[^"\\/bfnrtu])')
+# A LaTeX command whose name starts like a JSON escape: `\beta`, `\frac`, `\rho`, `\times`, `\to`,
+# `\nu`... written with one backslash is valid JSON that decodes to a control character (`\b`
+# backspace + "eta"). A backspace, form feed, carriage return or tab right before a letter, or a
+# newline right before one of the commands below, is never what a reply means, so these are read as
+# literal backslashes too.
+_LATEX_AS_ESCAPE = re.compile(r'(?<!\\)((?:\\\\)*)\\(?=[bfrt][A-Za-z]|n(?:u|abla|eq|ot|ewline)(?![A-Za-z]))')
 
 
 def validate_reply(text: str, schema: type[BaseModel]) -> tuple[BaseModel | None, str | None]:
@@ -95,10 +101,11 @@ def validate_reply(text: str, schema: type[BaseModel]) -> tuple[BaseModel | None
 
     Two slips are forgiven because they do not change the content: a Markdown code fence around
     the JSON, and LaTeX backslashes left unescaped inside strings (`$\\mu$` written as `$\mu$`,
-    common in astronomy text), which are read as literal backslashes.
+    common in astronomy text), which are read as literal backslashes - also where the command
+    would otherwise decode as a JSON escape (`$\beta$`, `$\times$`, `$\nu$`: `_LATEX_AS_ESCAPE`).
     """
     m = _FENCE.match(text)
-    body = m.group(1) if m else text.strip()
+    body = _LATEX_AS_ESCAPE.sub(r"\1\\\\", m.group(1) if m else text.strip())
     try:
         return schema.model_validate_json(body), None
     except ValidationError as exc:

@@ -46,6 +46,9 @@ GROUNDING_BOUNDS = (0.0, 0.25, 0.5, 1.0)
 # (whitespace aside) are neither letters nor digits: the bracket soup (`}]}]]}{}`) a small model
 # writes when it cannot close a JSON string. Numbers, units and light LaTeX stay well below it.
 MAX_SYMBOL_SHARE = 0.5
+# Closing brackets of both kinds in a row (`}]`, `] }`): the JSON structure a small model writes
+# inside a string it cannot close. Nested LaTeX groups close with `}}`, which is not matched.
+_JSON_DEBRIS = re.compile(r"\}\s*\]|\]\s*\}")
 # A placeholder left from a template, e.g. "[instrument]" or "[cite]" (lower-case words in
 # brackets; "[Fe/H]" and "[O III]" are not placeholders).
 _PLACEHOLDER = re.compile(r"\[[a-z][a-z ]*\]")
@@ -60,6 +63,8 @@ def pair_defect(question: str, answer: str) -> str | None:
             return f"{name} is {symbols / len(chars):.0%} symbols"
         if m := _PLACEHOLDER.search(text):
             return f"{name} holds the placeholder {m.group()}"
+        if m := _JSON_DEBRIS.search(text):
+            return f"{name} holds JSON debris {m.group()!r}"
     return None
 
 
