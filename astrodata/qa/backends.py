@@ -197,8 +197,9 @@ class EmbeddedBackend(Backend):
     This is the continuous batching of Orca (Yu et al., OSDI 2022) reduced to a CPU and one model:
     no row waits for the longest reply of its batch. On this 2-core machine a decoding step over 8
     rows costs about 1.7 times a step over one (~75 against ~44 ms in bf16, where a third of the
-    single-row step is Python and dispatch overhead), so 8 slots give ~3.7x the output tokens/s
-    of one (tests/perf/bench_embedded_batch.py).
+    single-row step is Python and dispatch overhead). `max_batch` 12 is the measured best: 32 QA
+    prompts at 256 new tokens gave 76-77 output tokens/s with 8 slots, 86 with 10, 90-98 with 12,
+    88 with 14 and 75 with 16 (one at a time: ~20; tests/perf/bench_embedded_batch.py).
 
     Written here rather than taken from `model.generate`, which decodes a fixed batch until its
     longest row ends, or from transformers' continuous batching (`generate_batch`), which takes
@@ -212,7 +213,7 @@ class EmbeddedBackend(Backend):
     via = "embedded"
     dialect = "outlines"
 
-    def __init__(self, temperature: float = 0.0, seed: int | None = 0, max_batch: int = 8,
+    def __init__(self, temperature: float = 0.0, seed: int | None = 0, max_batch: int = 12,
                  no_repeat_ngram: int = 5, ngram_penalty: float = 100.0, dtype: str | None = None):
         self.dtype = dtype or native_dtype()
         self.path = embedded_model_path(self.dtype)

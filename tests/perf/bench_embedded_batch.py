@@ -7,7 +7,7 @@ with one slot. Greedy decoding, so both ways give the same replies (the script c
 prints tokens/s both ways, their ratio (target: at least 5x) and how many replies validate.
 
     .venv/bin/python tests/perf/bench_embedded_batch.py                      # fixture e-prints
-    .venv/bin/python tests/perf/bench_embedded_batch.py --corpus CORPUS_DIR --prompts 32 --batch 8
+    .venv/bin/python tests/perf/bench_embedded_batch.py --corpus CORPUS_DIR --prompts 32 --batch 12
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, help="corpus folder (default: built from tests/fixtures/eprints)")
     ap.add_argument("--prompts", type=int, default=32)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=12, help="decoding slots (EmbeddedBackend's default)")
     ap.add_argument("--dtype", choices=["bfloat16", "float32"], help="default: native_dtype() of this CPU")
     ap.add_argument("--max-tokens", type=int, default=256)
     args = ap.parse_args()
