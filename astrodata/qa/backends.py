@@ -140,6 +140,46 @@ class _Request:
     settle: Callable[[Reply | BaseException], None]
 
 
+BRACKETS = frozenset("{}[]")
+
+
+@dataclass
+class JSONStringState:
+    """Where a row's JSON text stands, fed one token's text at a time: inside a string or not, how
+    many characters the string holds so far, and whether the last token in it was brackets only.
+
+    It drives the bracket guard: inside a string, a token made only of `{}[]` is penalised when it
+    would open the string or follow another such token. SmolLM2-135M, asked for pairs, often
+    "closes" the JSON inside an answer string (`"answer": "}]}`) and, the string still open, goes
+    on with `]}{}]]}...` up to its token limit: the reply is cut off and every pair in it lost.
+    A single brace after other text stays free, so LaTeX (`10^{7}`, `\\frac{1}{2}`) is untouched."""
+
+    in_string: bool = False
+    escaped: bool = False
+    chars: int = 0  # characters in the current string so far
+    last_brackets: bool = False  # the last token inside the string was brackets only
+
+    def guard(self) -> bool:
+        """True when a brackets-only token should be penalised now."""
+        return self.in_string and (self.chars == 0 or self.last_brackets)
+
+    def feed(self, text: str) -> None:
+        was_in = self.in_string
+        self.last_brackets = was_in and bool(text.strip()) and set(text.strip()) <= BRACKETS
+        for ch in text:
+            if not self.in_string:
+                if ch == '"':
+                    self.in_string, self.chars, self.last_brackets = True, 0, False
+            elif self.escaped:
+                self.escaped, self.chars = False, self.chars + 1
+            elif ch == "\\":
+                self.escaped = True
+            elif ch == '"':
+                self.in_string = False
+            else:
+                self.chars += 1
+
+
 @dataclass
 class _Scoring:
     """Log-likelihood requests: (chat messages, reply) pairs scored by forward passes alone."""
@@ -157,6 +197,7 @@ class _Row:
     prompt_len: int
     generator: Any  # torch.Generator when sampling, else None
     ids: list[int] = field(default_factory=list)
+    json: JSONStringState = field(default_factory=JSONStringState)
 
 
 def repeated_ngram_tokens(ids: list[int], n: int) -> list[int]:
@@ -230,6 +271,8 @@ class EmbeddedBackend(Backend):
         self._model: Any = None
         self._outlines: Any = None
         self._indexes: dict[str, Any] = {}
+        self._texts: dict[int, str] = {}  # token id -> its text
+        self._bracket_tokens: Any = None  # ids of the tokens made only of {}[] (and spaces)
         self._lock = threading.Lock()  # one decoding loop at a time (the model is not re-entrant)
         self._queue: list[_Request | _Scoring] = []  # from `complete`/`loglikelihoods`, under _queue_lock
         self._queue_lock = threading.Lock()
@@ -242,7 +285,8 @@ class EmbeddedBackend(Backend):
 
     def params(self, schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
         return {"max_tokens": max_tokens, "temperature": self.temperature, "seed": self.seed,
-                "no_repeat_ngram": self.no_repeat_ngram, "constrained": "outlines-json", "dtype": self.dtype}
+                "no_repeat_ngram": self.no_repeat_ngram, "bracket_guard": True, "constrained": "outlines-json",
+                "dtype": self.dtype}
 
     def body(self, messages: list[dict[str, str]], schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
         return {"model": self.name, "messages": messages, **self.params(schema, max_tokens)}
@@ -260,8 +304,17 @@ class EmbeddedBackend(Backend):
 
         if self._model is None:
             self._model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, self.dtype))
+            texts = [self._token_text(i) for i in range(len(self.tokenizer))]
+            self._bracket_tokens = torch.tensor([i for i, t in enumerate(texts)
+                                                 if t.strip() and set(t.strip()) <= BRACKETS])
             self._model.eval()
             self._outlines = outlines.from_transformers(self._model, self.tokenizer)
+
+    def _token_text(self, token: int) -> str:
+        """The text one token adds (byte-level pieces decoded as the tokenizer would)."""
+        if token not in self._texts:
+            self._texts[token] = self.tokenizer.convert_tokens_to_string([self.tokenizer.convert_ids_to_tokens(token)])
+        return self._texts[token]
 
     def _index(self, schema: type[BaseModel]) -> Any:
         """outlines' token automaton for the schema (built once per schema: it costs seconds)."""
@@ -321,6 +374,8 @@ class EmbeddedBackend(Backend):
                         if self.no_repeat_ngram:
                             banned = repeated_ngram_tokens(row.ids, self.no_repeat_ngram)
                             logits[i, banned] -= self.ngram_penalty
+                        if row.json.guard():
+                            logits[i, self._bracket_tokens] -= self.ngram_penalty
                         fill_next_token_bitmask(row.guide, bitmask[i:i + 1])
                     apply_token_bitmask_inplace(logits, bitmask)
                     chosen = self._choose(rows, logits)
@@ -329,6 +384,7 @@ class EmbeddedBackend(Backend):
                         ended = token == self.tokenizer.eos_token_id
                         if not ended:
                             row.ids.append(token)
+                            row.json.feed(self._token_text(token))
                             row.guide.advance(token_id=token, return_tokens=False)
                             ended = row.guide.is_finished()
                         if ended or len(row.ids) >= row.request.max_tokens:
