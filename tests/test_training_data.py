@@ -19,6 +19,7 @@ from training.data import (
     build_sft_dataset,
     build_stats,
     chat_template_tokens,
+    check_dataset,
     first_fit_decreasing,
     prepare_chat_tokens,
     tokenize_conversation,
@@ -207,6 +208,23 @@ def test_bad_inputs_are_named(tmp_path, tokenizer):
         load_config(SFTConfig, cfg)
     with pytest.raises(ValueError, match="override 'max_steps' is not of the form key=value"):
         load_config(SFTConfig, None, ["dataset=x", "output_dir=y", "max_steps"])
+
+
+def test_a_dataset_without_rows_is_refused_before_any_model(tmp_path):
+    """A QA build whose pairs were all dropped writes a shard of 0 rows; datasets then failed with
+    'BatchSize must be greater than 0' deep inside the SFT stage."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for shards in (1, 2):
+        folder = tmp_path / f"qa{shards}" / "data"
+        folder.mkdir(parents=True)
+        for i in range(shards):
+            pq.write_table(pa.table({"messages": pa.array([], pa.list_(pa.string()))}), folder / f"part-{i}.parquet")
+        with pytest.raises(ValueError, match="dataset has no rows .*qa_items"):
+            check_dataset(folder.parent, "messages")
+    pq.write_table(pa.table({"messages": [["x"]]}), tmp_path / "qa2" / "data" / "part-9.parquet")
+    check_dataset(tmp_path / "qa2", "messages")  # one row in three shards is a dataset
 
 
 @pytest.mark.parametrize("name", ["astrosage-8b-cpt", "astrosage-8b-sft", "astrosage-8b-merge",

@@ -46,13 +46,17 @@ def shard_files(dataset_dir: Path) -> list[Path]:
 
 
 def check_dataset(dataset_dir: Path, column: str) -> None:
-    """Fail before any model loads when the dataset has no shards or lacks `column` (reads only the
-    first shard's Parquet schema)."""
+    """Fail before any model loads when the dataset has no shards, lacks `column` or has no rows
+    (reads only the shards' Parquet footers)."""
     import pyarrow.parquet as pq
 
-    names = pq.read_schema(shard_files(dataset_dir)[0]).names
+    files = shard_files(dataset_dir)
+    names = pq.read_schema(files[0]).names
     if column not in names:
         raise ValueError(f"{dataset_dir}: dataset has no {column!r} column (columns: {', '.join(names)})")
+    if sum(pq.read_metadata(f).num_rows for f in files) == 0:
+        raise ValueError(f"{dataset_dir}: dataset has no rows (for a build-qa output: every item was dropped; "
+                         "`astrodata sql \"SELECT status, reason, count(*) FROM qa_items GROUP BY ALL\"` says why)")
 
 
 def load_rows(dataset_dir: Path, column: str, cache_dir: Path) -> datasets.Dataset:
