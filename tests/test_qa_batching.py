@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from astrodata.qa.backends import EmbeddedBackend, Transient, repeated_ngram_tokens
+from astrodata.qa.backends import EmbeddedBackend, JSONStringState, Transient, repeated_ngram_tokens
 from astrodata.qa.engine import validate_reply
 from astrodata.qa.tasks import Grade, load_prompt, qa_schema
 
@@ -19,6 +19,31 @@ def test_repeated_ngram_tokens_complete_a_generated_ngram_only():
     assert repeated_ngram_tokens([1, 2, 3, 4, 1, 2, 5], 4) == []  # the prefix 1 2 5 never occurred
     assert repeated_ngram_tokens([1, 2, 3], 4) == []  # shorter than n
     assert repeated_ngram_tokens([7, 1, 2, 7, 1, 3, 7, 1], 3) == [2, 3]  # every continuation seen
+
+
+def test_bracket_guard_follows_json_strings():
+    """Inside a JSON string a brackets-only token may not open it or follow another; structure and
+    LaTeX braces after text stay free."""
+    state = JSONStringState()
+    assert not state.guard()
+    state.feed("{")
+    assert not state.guard()  # structure: outside any string
+    for token in ['"', 'pairs', '":', ' [{"', 'question', '":', ' "']:
+        state.feed(token)
+    assert state.in_string and state.guard()  # a string may not open with `}]`
+    state.feed("What")
+    for token in [" is", " 10", "^{", "7", "}"]:  # `}` after text (LaTeX) is free
+        assert not state.guard()
+        state.feed(token)
+    assert state.guard()  # after a brackets-only token, another one would start the soup
+    state.feed("}]")
+    assert state.guard()
+    state.feed(" and")
+    assert not state.guard()
+    state.feed('\\"')  # an escaped quote stays inside the string
+    assert state.in_string
+    state.feed('"},')
+    assert not state.in_string and not state.guard()
 
 
 PASSAGES = ["The Crab pulsar rotates 30 times per second.",
