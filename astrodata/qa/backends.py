@@ -148,8 +148,8 @@ class JSONStringState:
     """Where a row's JSON text stands, fed one token's text at a time: inside a string or not, how
     many characters the string holds so far, and whether the last token in it was brackets only.
 
-    It drives the bracket guard: inside a string, a token made only of `{}[]` is penalised when it
-    would open the string or follow another such token. SmolLM2-135M, asked for pairs, often
+    It drives the bracket guard: inside a string, a token made only of `{}[]` (with quotes or commas,
+    as in `}]"`) is penalised when it would open the string or follow a token of brackets only. SmolLM2-135M, asked for pairs, often
     "closes" the JSON inside an answer string (`"answer": "}]}`) and, the string still open, goes
     on with `]}{}]]}...` up to its token limit: the reply is cut off and every pair in it lost.
     A single brace after other text stays free, so LaTeX (`10^{7}`, `\\frac{1}{2}`) is untouched."""
@@ -272,7 +272,7 @@ class EmbeddedBackend(Backend):
         self._outlines: Any = None
         self._indexes: dict[str, Any] = {}
         self._texts: dict[int, str] = {}  # token id -> its text
-        self._bracket_tokens: Any = None  # ids of the tokens made only of {}[] (and spaces)
+        self._bracket_tokens: Any = None  # ids of the tokens made of {}[] (with quotes, commas, spaces)
         self._lock = threading.Lock()  # one decoding loop at a time (the model is not re-entrant)
         self._queue: list[_Request | _Scoring] = []  # from `complete`/`loglikelihoods`, under _queue_lock
         self._queue_lock = threading.Lock()
@@ -304,9 +304,9 @@ class EmbeddedBackend(Backend):
 
         if self._model is None:
             self._model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, self.dtype))
-            texts = [self._token_text(i) for i in range(len(self.tokenizer))]
+            texts = [self._token_text(i).strip() for i in range(len(self.tokenizer))]
             self._bracket_tokens = torch.tensor([i for i, t in enumerate(texts)
-                                                 if t.strip() and set(t.strip()) <= BRACKETS])
+                                                 if set(t) & BRACKETS and set(t) <= BRACKETS | {'"', ","}])
             self._model.eval()
             self._outlines = outlines.from_transformers(self._model, self.tokenizer)
 
