@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -551,6 +552,20 @@ def run_cmd(
         ran = [s.stage.name for s in steps if s.outcome in ("ran", "resumed")]
         console.print(f"run: {len(ran)} stage(s) ran ({', '.join(ran) or 'none: every stage is up to date'}); "
                       f"report in {ctx.root / 'report.md'}", highlight=False, soft_wrap=True)
+        for command, why in RUN_NEXT:
+            console.print(f"next: {command.format(root=shlex.quote(str(ctx.root)))}   # {why}", highlight=False,
+                          soft_wrap=True)
+
+
+# What to try after `astrodata run` (printed with the run folder filled in).
+RUN_NEXT = (
+    ("astrodata sql \"SELECT kind, status, reason, count(*) AS n FROM qa_items GROUP BY ALL ORDER BY n DESC\" "
+     "--workdir {root}", "what the QA build kept and dropped, and why"),
+    ("astrodata sql \"SELECT run_id, stage, status, seconds FROM stage_runs ORDER BY started_at\" --workdir {root}",
+     "every stage of every run in this folder"),
+    ("astrodata build-qa --corpus {root}/corpus --out qa-8b --endpoint http://127.0.0.1:8000/v1 --model MODEL",
+     "real QA from your own server (vLLM, llama.cpp)"),
+)
 
 
 if __name__ == "__main__":

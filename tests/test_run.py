@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -139,6 +140,14 @@ def test_whole_pipeline_then_nothing_then_only_downstream_of_an_sft_change(tmp_p
     wide = {**os.environ, "COLUMNS": "400"}  # one table row per line
     again = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT, check=True, env=wide)
     assert "0 stage(s) ran (none: every stage is up to date)" in again.stderr
+    queries = [line[len("next: "):].split("   # ")[0] for line in again.stderr.splitlines()
+               if line.startswith("next: astrodata sql")]
+    assert len(queries) == 2
+    for query in queries:  # the suggested next commands run as printed
+        argv = shlex.split(query)
+        shown = subprocess.run([sys.executable, "-m", "astrodata.cli", *argv[1:]], capture_output=True, text=True,
+                               cwd=ROOT, env=wide)
+        assert shown.returncode == 0 and shown.stdout.strip(), shown.stderr
     assert again.stdout.count("settings and inputs unchanged since run") == 8
 
     # One SFT setting changed: the plan names it, and only SFT and what lies downstream re-run.
