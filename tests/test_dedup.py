@@ -154,6 +154,10 @@ def test_sharded_signatures_give_the_same_clusters(workspace, tmp_path):
     compute_signatures(docs[5:], tmp_path / "shards" / "part-2-of-2.parquet", batch_size=3)
     deduplicate(workspace.con, tmp_path / "shards")
     assert clusters(workspace.con) == whole
+    quoted = tmp_path / "O'Neil's shards; DROP TABLE x"  # a path reaches DuckDB as a value, not SQL
+    (tmp_path / "shards").rename(quoted)
+    deduplicate(workspace.con, quoted)
+    assert clusters(workspace.con) == whole
 
 
 def test_near_duplicates_threshold_and_large_buckets(tmp_path):

@@ -261,8 +261,10 @@ SignatureSource = str | os.PathLike | Sequence[str | os.PathLike]
 JaccardFn = Callable[[list[tuple[str, str]]], Sequence[float]]
 
 
-def _source_sql(source: SignatureSource, params: MinHashParams) -> str:
-    """A FROM-clause for signature files (path, glob, folder or list) or an existing table name."""
+def _source_view(con: duckdb.DuckDBPyConnection, source: SignatureSource, params: MinHashParams) -> str:
+    """The name to select signatures from: an existing table's name as given, or a temporary view
+    `signature_files` over the signature files (path, glob, folder or list; the paths reach DuckDB
+    as values, never inside SQL text)."""
     if isinstance(source, str) and _IDENT.match(source) and not source.endswith(".parquet"):
         return source
     paths = [Path(p) for p in source] if isinstance(source, Sequence) and not isinstance(source, str) \
@@ -285,7 +287,8 @@ def _source_sql(source: SignatureSource, params: MinHashParams) -> str:
         got = json.loads(meta) if meta else None
         if got != want:
             raise ValueError(f"{f}: signatures were made with {got}, not {want}; recompute them")
-    return "read_parquet([" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "])"
+    con.read_parquet([str(f) for f in files]).create_view("signature_files", replace=True)
+    return "signature_files"
 
 
 def _union_find(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -398,7 +401,7 @@ def find_near_duplicates(
     doc ids does. Batches are 65,536 pairs, or 2,048 with `jaccard` (texts are held per batch).
     """
     params = params or MinHashParams()
-    src = _source_sql(signature_source, params)
+    src = _source_view(con, signature_source, params)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     # count/min aggregates are cheaper than collecting lists over millions of one-member buckets
@@ -413,14 +416,14 @@ def find_near_duplicates(
     """)
     seconds["banding"] = time.perf_counter() - t
     t = time.perf_counter()
-    con.execute(f"""
+    con.execute("""
         CREATE OR REPLACE TEMP TABLE lsh_candidates AS
         SELECT DISTINCT x.key AS key_a, y.key AS key_b
         FROM lsh_members x JOIN lsh_members y ON x.h = y.h AND x.key < y.key
-        WHERE x.size <= {params.max_bucket}
+        WHERE x.size <= $max_bucket
         UNION
-        SELECT first, key FROM lsh_members WHERE size > {params.max_bucket} AND key <> first
-    """)
+        SELECT first, key FROM lsh_members WHERE size > $max_bucket AND key <> first
+    """, {"max_bucket": params.max_bucket})
     candidates = con.execute("SELECT count(*) FROM lsh_candidates").fetchall()[0][0]
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE lsh_sigs AS
@@ -487,7 +490,7 @@ def deduplicate(
     """
     params = params or MinHashParams()
     t0 = time.perf_counter()
-    src = _source_sql(signature_source, params)
+    src = _source_view(con, signature_source, params)
     con.execute(SCHEMA)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE dedup_docs AS
