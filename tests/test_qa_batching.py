@@ -5,10 +5,18 @@ alone, and its repetition guard counts the generated text only."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
-from astrodata.qa.backends import EmbeddedBackend, JSONStringState, Transient, repeated_ngram_tokens
+from astrodata.qa.backends import (
+    EmbeddedBackend,
+    JSONStringState,
+    Transient,
+    decoding_schema,
+    repeated_ngram_tokens,
+    schema_json,
+)
 from astrodata.qa.engine import validate_reply
 from astrodata.qa.tasks import Grade, load_prompt, qa_schema
 
@@ -44,6 +52,40 @@ def test_bracket_guard_follows_json_strings():
     assert state.in_string
     state.feed('"},')
     assert not state.in_string and not state.guard()
+
+
+def test_decoding_schema_moves_string_bounds_to_the_decoder():
+    """String properties lose `maxLength` (outlines would build one automaton state per character)
+    and their bounds come back by name; bounds it cannot name stay in the schema."""
+    unbounded, bounds = decoding_schema(schema_json(qa_schema(3, 300, 800)))
+    assert bounds == {"question": 300, "answer": 800}
+    text = json.dumps(unbounded)
+    assert "maxLength" not in text and '"minLength": 10' in text and '"maxItems": 3' in text
+    schema = {"type": "object", "properties": {
+        "title": {"type": "string", "maxLength": 50},
+        "parts": {"type": "array", "items": {"type": "string", "maxLength": 9}},  # no name: stays
+        "inner": {"type": "object", "properties": {"title": {"type": "string", "maxLength": 20}}}}}
+    unbounded, bounds = decoding_schema(schema)
+    assert bounds == {"title": 20}  # the smallest where a name recurs
+    assert unbounded["properties"]["parts"]["items"]["maxLength"] == 9
+    assert schema["properties"]["title"]["maxLength"] == 50  # the caller's schema is not changed
+
+
+def test_length_guard_counts_the_value_of_each_key():
+    state = JSONStringState()
+    bounds = {"question": 12, "answer": 30}
+    for token in ['{"', 'pairs', '":', ' [{"', 'question', '":', ' "']:
+        assert state.room(bounds) is None  # keys and structure are not bounded
+        state.feed(token)
+    assert state.key == "question" and state.room(bounds) == 12
+    state.feed('Why \\"A')  # an escape counts one character
+    assert state.room(bounds) == 12 - len('Why "A')
+    state.feed('\\u00e9')  # a unicode escape counts five: never fewer than pydantic counts
+    assert state.room(bounds) == 12 - 6 - 5
+    state.feed('?", "answer" : "')
+    assert state.key == "answer" and state.room(bounds) == 30
+    state.feed('It is "')
+    assert state.room(bounds) is None and not state.in_string
 
 
 PASSAGES = ["The Crab pulsar rotates 30 times per second.",
@@ -99,3 +141,18 @@ def test_concurrent_requests_of_two_schemas_share_steps_and_stop_on_close():
     asyncio.run(backend.aclose())  # Ctrl-C or a fatal error: decoding stops at its next token
     with pytest.raises(Transient, match="stopped"):
         backend.generate_batch([backend._prompt(_messages(PASSAGES[0]))], qa_schema(1, 80, 80), 400)
+
+
+@pytest.mark.slow
+def test_replies_keep_within_string_bounds_the_schema_automaton_no_longer_holds():
+    """The bounds left the outlines automaton (`decoding_schema`); the decoding loop holds each
+    string to its own: answers cut at 15 characters and questions at 40 close there and validate."""
+    backend = EmbeddedBackend(max_batch=3, dtype="float32")
+    schema = qa_schema(2, 40, 15)
+    replies = backend.generate_batch([backend._prompt(_messages(p)) for p in PASSAGES], schema, 120)
+    for reply in replies:
+        value, error = validate_reply(reply.text, schema)
+        assert value is not None, (error, reply.text)
+        assert all(len(p.question) <= 40 and len(p.answer) <= 15 for p in value.pairs)
+    longest = max(len(p.answer) for r in replies for p in validate_reply(r.text, schema)[0].pairs)
+    assert longest >= 10, replies  # the guard let answers run up to their bound, not stop them early
