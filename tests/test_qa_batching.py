@@ -10,6 +10,7 @@ import json
 import pytest
 
 from astrodata.qa.backends import (
+    DecodeStats,
     EmbeddedBackend,
     JSONStringState,
     Transient,
@@ -107,12 +108,12 @@ def test_batched_replies_equal_replies_decoded_alone():
     schema = qa_schema(1, 80, 80)
     prompts = [backend._prompt(_messages(p)) for p in PASSAGES]
     alone = [backend.generate_batch([p], schema, 64)[0] for p in prompts]
-    assert set(backend.step_rows) == {1}
-    backend.step_rows.clear()
+    assert set(backend.stats.steps) == {1}
+    backend.stats = DecodeStats()
 
     together = backend.generate_batch(prompts, schema, 64)
-    assert backend.step_rows[2] > 0 and set(backend.step_rows) <= {1, 2}
-    assert sum(backend.step_rows.values()) < sum(r.tokens_out for r in alone)  # fewer forward passes
+    assert backend.stats.steps[2] > 0 and set(backend.stats.steps) <= {1, 2}
+    assert sum(backend.stats.steps.values()) < sum(r.tokens_out for r in alone)  # fewer forward passes
     for one, batched in zip(alone, together, strict=True):
         assert batched.text == one.text and batched.tokens_out == one.tokens_out
         value, error = validate_reply(batched.text, schema)
@@ -133,7 +134,7 @@ def test_concurrent_requests_of_two_schemas_share_steps_and_stop_on_close():
                                     backend.complete(grade_messages, Grade, 40))
 
     *pairs, grade = asyncio.run(main())
-    assert max(backend.step_rows) == 3  # two schemas, one batch
+    assert max(backend.stats.steps) == 3  # two schemas, one batch
     assert all(validate_reply(r.text, qa_schema(1, 80, 80))[0] is not None for r in pairs)
     value, error = validate_reply(grade.text, Grade)
     assert value is not None, (error, grade.text)

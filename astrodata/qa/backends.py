@@ -217,6 +217,17 @@ class _Scoring:
 
 
 @dataclass
+class DecodeStats:
+    """Where the decoding loop's time went: prefills (one per request) and decoding steps (one
+    forward pass over every active row) by the rows they decoded. Seconds are wall-clock."""
+
+    prefills: int = 0
+    prefill_s: float = 0.0
+    steps: Counter[int] = field(default_factory=Counter)  # decoding steps by rows
+    step_s: Counter[int] = field(default_factory=Counter)  # seconds of those steps by rows
+
+
+@dataclass
 class _Row:
     """A request being decoded: its schema guide and the tokens generated so far."""
 
@@ -340,7 +351,7 @@ class EmbeddedBackend(Backend):
         self.score_tokens = 200  # log-likelihoods read at most this many reply tokens
         self.join_s = 2.0  # aclose() waits this long for the decoding thread (a prefill in flight)
         self._stop = threading.Event()  # set by aclose(): decoding stops at its next token
-        self.step_rows: Counter[int] = Counter()  # decoding steps by the rows they decoded
+        self.stats = DecodeStats()
 
     def params(self, schema: type[BaseModel], max_tokens: int) -> dict[str, Any]:
         return {"max_tokens": max_tokens, "temperature": self.temperature, "seed": self.seed,
@@ -424,7 +435,10 @@ class EmbeddedBackend(Backend):
                             ids = self.tokenizer(request.prompt, return_tensors="pt",
                                                  add_special_tokens=False).input_ids
                             new_cache = _growing_cache(self._model.config)
+                            started = time.perf_counter()
                             out = self._model(ids, cache=new_cache, use_cache=True, logits_to_keep=1)
+                            self.stats.prefills += 1
+                            self.stats.prefill_s += time.perf_counter() - started
                             index, bounds = self._index(request.schema)
                             row = _Row(request, Guide(index), ids.shape[1], self._row_generator(request.prompt),
                                        bounds)
@@ -474,11 +488,13 @@ class EmbeddedBackend(Backend):
                     if not rows:
                         cache = mask = logits = positions = None
                         continue
-                    self.step_rows[len(rows)] += 1
+                    started = time.perf_counter()
                     mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], dim=1)
                     out = self._model(torch.tensor(chosen).unsqueeze(1), attention_mask=mask,
                                       position_ids=positions.unsqueeze(1), cache=cache, use_cache=True)
                     logits, positions = out.logits[:, -1].float(), positions + 1
+                    self.stats.steps[len(rows)] += 1
+                    self.stats.step_s[len(rows)] += time.perf_counter() - started
             except BaseException as exc:  # noqa: BLE001 - every waiting request learns of it
                 for row in rows:
                     row.request.settle(exc)
